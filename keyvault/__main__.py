@@ -1,0 +1,3 @@
+from keyvault.cli import main
+
+main()

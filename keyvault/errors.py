@@ -1,0 +1,38 @@
+"""The exceptions keyvault raises. Messages are written for the person at the terminal and
+never contain a key value: only hints, fingerprints, paths and source URIs."""
+
+from __future__ import annotations
+
+
+class KeyvaultError(Exception):
+    """Base of every error keyvault reports. The CLI prints `str(error)` on one line, exit 2."""
+
+    exit_code = 2
+
+
+class KeyFormatError(KeyvaultError, ValueError):
+    """A text is not a usable key of the expected family. Names the defect and position."""
+
+
+class SourceError(KeyvaultError):
+    """A source URI is malformed, or its backend cannot be loaded."""
+
+
+class BackendError(KeyvaultError):
+    """A backend failed: names the source, the backend's reason and the fix."""
+
+
+class NotFoundError(BackendError):
+    """The secret (or the asked-for version or field) does not exist."""
+
+
+class PermissionDeniedError(BackendError):
+    """The backend refused the caller's identity."""
+
+
+class ConflictError(BackendError):
+    """A compare-and-swap failed: someone else changed the secret since it was read."""
+
+
+class UnsupportedOperation(BackendError):
+    """The backend cannot do this step (e.g. writing to the process environment)."""
