@@ -5,10 +5,7 @@ This module is the bottom of the package: standard library only, imported by the
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-from dataclasses import dataclass
 from typing import Literal, NoReturn
 
 from keyvault.errors import KeyFormatError
@@ -19,10 +16,14 @@ ANTHROPIC_PREFIX = "sk-ant-"
 PREFIX_RE = re.compile(r"sk-ant-([a-z]{2,10}[0-9]{2})-")
 
 
-@dataclass(frozen=True)
 class Family:
-    """One kind of Anthropic credential and its exact shape."""
+    """One kind of Anthropic credential and its exact shape.
 
+    A frozen value class written out by hand rather than a dataclass: `dataclasses` imports
+    `inspect` (~8 ms), and this module is on the pre-commit hook's path.
+    """
+
+    __slots__ = ("name", "prefix", "label", "rule", "body_length", "min_body", "suffix", "documented")
     name: str  # api | admin | oauth-access | oauth-refresh | session | unknown
     prefix: str  # "sk-ant-api03-"; "" for the unknown family (any sk-ant-<word><nn>-)
     label: str  # what the user reads: "API key"
@@ -31,6 +32,34 @@ class Family:
     min_body: int  # the fewest body characters accepted when body_length is None
     suffix: str  # what the body ends with ("AA"), "" when unknown
     documented: bool  # Anthropic documents the shape (confidence of a scan finding)
+
+    def __init__(
+        self, name: str, prefix: str, label: str, rule: str, body_length: int | None,
+        min_body: int, suffix: str, documented: bool,
+    ) -> None:
+        for slot, value in zip(self.__slots__, (name, prefix, label, rule, body_length, min_body, suffix, documented)):
+            object.__setattr__(self, slot, value)
+
+    def _astuple(self) -> tuple[object, ...]:
+        return tuple(getattr(self, slot) for slot in self.__slots__)
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"Family is frozen: cannot assign {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"Family is frozen: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Family):
+            return NotImplemented
+        return self._astuple() == other._astuple()
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{slot}={getattr(self, slot)!r}" for slot in self.__slots__)
+        return f"Family({fields})"
 
 
 API = Family("api", "sk-ant-api03-", "API key", "anthropic-api-key", 95, 95, "AA", True)
@@ -81,6 +110,8 @@ def hint(value: str) -> str:
 
 def fingerprint(value: str | Secret) -> str:
     """sha256 hex of the full key value: what baselines, journals and audit logs store."""
+    import hashlib  # imported here: the hook path only pays for it when it finds something
+
     raw = value.reveal() if isinstance(value, Secret) else value
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
@@ -147,6 +178,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac
+
         return hmac.compare_digest(self.__value.encode(), other.__value.encode())
 
     def __hash__(self) -> int:
