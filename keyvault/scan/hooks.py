@@ -22,7 +22,7 @@ MARKER = "# keyvault-hook:"
 
 _SHIM = """#!/bin/sh
 # keyvault {hook} hook: {what}
-# Installed by `keyvault hook install`{flag}; bypass once with `git {verb} --no-verify`.
+# Installed by `keyvault hook install{flag}`; bypass once with `git {verb} --no-verify`.
 {marker} {hook} v1
 KEYVAULT_PYTHON="${{KEYVAULT_PYTHON:-{python}}}"
 if [ -n "$KEYVAULT_PYTHON" ] && [ -x "$KEYVAULT_PYTHON" ]; then

@@ -226,13 +226,13 @@ def _range_spec(mode: str, opts: Options, cwd: str) -> tuple[list[str], list[str
     if to_ref:
         excludes = ["--not", from_ref] if from_ref and from_ref not in zero else ["--not", remotes]
         return [to_ref], excludes
-    if env.get("PRE_COMMIT") == "1" and sys.stdin.isatty():
-        return ["HEAD"], ["--not", remotes]
+    if env.get("PRE_COMMIT") == "1":
+        # the framework consumed git's stdin; without refs it is pushing a branch whose root
+        # commit is new (or was run by hand): everything the remote does not have yet
+        return [env.get("PRE_COMMIT_LOCAL_BRANCH") or "HEAD"], ["--not", remotes]
     tips = []
     excludes = ["--not", "--remotes"]
     lines = [] if sys.stdin.isatty() else sys.stdin.read().splitlines()
-    if not lines and env.get("PRE_COMMIT") == "1":
-        return ["HEAD"], ["--not", remotes]
     for line in lines:
         parts = line.split()
         if len(parts) < 4:
