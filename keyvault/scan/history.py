@@ -93,8 +93,22 @@ def range_objects(tips: list[str], excludes: list[str], cwd: str | None = None) 
 def scan_objects(objs: list[Obj], known: Known | None, jobs: int | None = None,
                  cwd: str | None = None) -> tuple[list[ObjHits], list[str]]:
     """Read and scan every object; (objects that hit with their hits, notes)."""
-    total = sum(o.size for o in objs)
     cores = max(1, min(jobs or available_cores(), 8))
+    hits: list[ObjHits] = []
+    notes: list[str] = []
+    if os.environ.get("KEYVAULT_SCAN_ENGINE", "pack") != "git":
+        from keyvault.scan import pack
+
+        done = pack.scan(objs, known, cores, cwd)
+        if done is not None:
+            hits, notes, objs = done
+    more, more_notes = _plain(objs, known, cores, cwd)
+    return hits + more, notes + more_notes
+
+
+def _plain(objs: list[Obj], known: Known | None, cores: int, cwd: str | None) -> tuple[list[ObjHits], list[str]]:
+    """Every object through `git cat-file --batch` readers, one per core."""
+    total = sum(o.size for o in objs)
     threshold = int(os.environ.get("KEYVAULT_SCAN_PARALLEL_BYTES", PARALLEL_BYTES))
     if cores == 1 or total < threshold or len(objs) < 2 * cores:
         return _read_and_scan([o.sha for o in objs], known, cwd)
@@ -149,9 +163,10 @@ def _worker(shas: list[str]) -> tuple[list[ObjHits], list[str]]:
     return _read_and_scan(shas, _KNOWN, _CWD)
 
 
-def _read_and_scan(shas: list[str], known: Known | None, cwd: str | None) -> tuple[list[ObjHits], list[str]]:
+def read_objects(shas: list[str], cwd: str | None):  # type: ignore[no-untyped-def]
+    """(sha, type, content, notes) for each object, through one `git cat-file --batch`."""
     if not shas:
-        return [], []
+        return
     r, w = os.pipe()
     try:
         import fcntl
@@ -183,49 +198,55 @@ def _read_and_scan(shas: list[str], known: Known | None, cwd: str | None) -> tup
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    hits: list[ObjHits] = []
-    notes: list[str] = []
-    with os.fdopen(r, "rb", buffering=1 << 20) as stream:
-        readline = stream.readline
-        read = stream.read
-        from keyvault.scan import decode
-        from keyvault.scan.engine import might_hold
-
-        while True:
-            header = readline()
-            if not header:
-                break
-            parts = header.split()
-            if len(parts) != 3:
-                continue  # "<sha> missing": listed but gone (a concurrent gc); nothing to read
-            size = int(parts[2])
-            data = read(size + 1)
-            if len(data) < size:
-                notes.append(f"object {parts[0].decode()} was cut short while reading")
-                break
-            if size + 1 == len(data):
-                data = data[:size]
-            if not might_hold(data, known):
-                continue
-            kind = parts[1].decode()
-            sha = parts[0].decode()
-            if kind in ("commit", "tag"):
-                body = data.find(b"\n\n")
-                found = scan_bytes(data[body + 2:] if body >= 0 else b"", known)
-                if found:
-                    hits.append((sha, kind, [_raw(h) for h in found]))
-                continue
-            budget = decode.Budget()
-            found = scan_bytes(data, known, budget)
-            notes.extend(f"blob {sha}: {n}" for n in budget.notes)
-            if found:
-                hits.append((sha, kind, [_raw(h) for h in found]))
-    proc.wait()
-    feeder.join(timeout=1)
-    err = proc.stderr.read() if proc.stderr else b""
+    try:
+        with os.fdopen(r, "rb", buffering=1 << 20) as stream:
+            readline = stream.readline
+            read = stream.read
+            while True:
+                header = readline()
+                if not header:
+                    break
+                parts = header.split()
+                if len(parts) != 3:
+                    continue  # "<sha> missing": listed but gone (a concurrent gc)
+                size = int(parts[2])
+                data = read(size + 1)
+                if len(data) < size:
+                    yield parts[0].decode(), parts[1].decode(), b"", [f"object {parts[0].decode()} was cut short"]
+                    break
+                yield parts[0].decode(), parts[1].decode(), data[:size], []
+    finally:
+        proc.wait()
+        feeder.join(timeout=1)
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.stderr:
+            proc.stderr.close()
     if proc.returncode not in (0, None):
         raise KeyvaultError(f"git cat-file failed (exit {proc.returncode}): "
                             f"{err.decode('utf-8', 'replace').strip()[:200]}")
+
+
+def _read_and_scan(shas: list[str], known: Known | None, cwd: str | None) -> tuple[list[ObjHits], list[str]]:
+    from keyvault.scan import decode
+    from keyvault.scan.engine import might_hold
+
+    hits: list[ObjHits] = []
+    notes: list[str] = []
+    for sha, kind, data, obj_notes in read_objects(shas, cwd):
+        notes.extend(obj_notes)
+        if not might_hold(data, known):
+            continue
+        if kind in ("commit", "tag"):
+            body = data.find(b"\n\n")
+            found = scan_bytes(data[body + 2:] if body >= 0 else b"", known)
+            if found:
+                hits.append((sha, kind, [_raw(h) for h in found]))
+            continue
+        budget = decode.Budget()
+        found = scan_bytes(data, known, budget)
+        notes.extend(f"blob {sha}: {n}" for n in budget.notes)
+        if found:
+            hits.append((sha, kind, [_raw(h) for h in found]))
     return hits, notes
 
 
@@ -237,34 +258,34 @@ def _raw(h: Hit) -> RawHit:
 
 # --- which commit and path introduced a blob -------------------------------------------------
 
-def introductions(blobs: Iterable[str], revs: list[str], cwd: str | None = None) -> dict[str, list[tuple[str, str]]]:
-    """For each blob: [(commit, path)] where a commit of `revs` (log arguments such as
-    `--all`) adds it, oldest first. Reads `git log --raw` (tree diffs only, no content) and
+def introductions(blobs: Iterable[str], revs: list[str],
+                  cwd: str | None = None) -> dict[str, list[tuple[str, str, int, int]]]:
+    """For each blob: [(commit, path, commit time, log position)] where a commit of `revs` (log arguments such
+    as `--all`) adds it, oldest first. Reads `git log --raw` (tree diffs only, no content) and
     stops as soon as every blob has been seen once, then asks again, limited to the paths
     found, for older introductions."""
     wanted = set(blobs)
     if not wanted:
         return {}
-    found: dict[str, list[tuple[str, str]]] = {}
+    found: dict[str, list[tuple[str, str, int, int]]] = {}
     paths = _walk_log(wanted, revs, [], cwd, stop_when_all_seen=True, found=found)
     missing = wanted - set(found)
     if missing:  # added only by a merge (an "evil merge" resolution): look at merge diffs too
         paths |= _walk_log(missing, [*revs, "-m"], [], cwd, stop_when_all_seen=True, found=found)
     if paths:
-        older: dict[str, list[tuple[str, str]]] = {}
+        # the whole history of those paths, in one consistent order (the early-stopped walk
+        # above only saw the newest introductions)
+        older: dict[str, list[tuple[str, str, int, int]]] = {}
         _walk_log(wanted, revs, sorted(paths), cwd, stop_when_all_seen=False, found=older)
         for sha, places in older.items():
-            merged = found.setdefault(sha, [])
-            for place in places:
-                if place not in merged:
-                    merged.append(place)
-    # oldest first: log lists newest first
-    return {sha: list(reversed(places)) for sha, places in found.items()}
+            found[sha] = places
+    # oldest first: by commit time, then by log position (log lists newer commits first)
+    return {sha: sorted(places, key=lambda p: (p[2], -p[3])) for sha, places in found.items()}
 
 
 def _walk_log(wanted: set[str], revs: list[str], paths: list[str], cwd: str | None,
-              stop_when_all_seen: bool, found: dict[str, list[tuple[str, str]]]) -> set[str]:
-    argv = [*gitio.GIT, "log", "--format=%x01%H", "--raw", "--no-abbrev", "--no-renames",
+              stop_when_all_seen: bool, found: dict[str, list[tuple[str, str, int, int]]]) -> set[str]:
+    argv = [*gitio.GIT, "log", "--format=%x01%H %ct", "--raw", "--no-abbrev", "--no-renames",
             "--no-color", *revs, "--"]
     argv.extend(paths)
     if cwd:
@@ -272,12 +293,17 @@ def _walk_log(wanted: set[str], revs: list[str], paths: list[str], cwd: str | No
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     commit = ""
+    when = 0
+    rank = 0
     seen_paths: set[str] = set()
     remaining = set(wanted)
     try:
         for line in proc.stdout:
             if line.startswith(b"\x01"):
-                commit = line[1:].strip().decode()
+                head = line[1:].split()
+                commit = head[0].decode()
+                when = int(head[1]) if len(head) > 1 else 0
+                rank += 1
                 continue
             if not line.startswith(b":"):
                 continue
@@ -289,8 +315,8 @@ def _walk_log(wanted: set[str], revs: list[str], paths: list[str], cwd: str | No
             if new in wanted and fields[4][:1] in (b"A", b"M", b"T"):
                 path = gitio.unquote_path(name)
                 places = found.setdefault(new, [])
-                if (commit, path) not in places:
-                    places.append((commit, path))
+                if all(p[:2] != (commit, path) for p in places):
+                    places.append((commit, path, when, rank))
                 seen_paths.add(path)
                 remaining.discard(new)
                 if stop_when_all_seen and not remaining:

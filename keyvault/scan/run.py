@@ -281,7 +281,13 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
             s.commits += 1
         s.bytes += o.size
         todo.append(o)
+    import time
+
+    from keyvault.scan.pack import _trace
+
+    t = _trace("list objects", time.perf_counter() - 0)
     hits, notes = history.scan_objects(todo, known, opts.jobs, cwd)
+    t = _trace("scan objects", t)
     s.notes.extend(notes)
     blob_hits = [(sha, raw) for sha, kind, raw in hits if kind == "blob"]
     msg_hits = [(sha, raw) for sha, kind, raw in hits if kind != "blob"]
@@ -293,22 +299,35 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
     if not blob_hits:
         return
     places = history.introductions([sha for sha, _ in blob_hits], revs, cwd)
+    _trace("introducing commits", t)
     unreachable = 0
+    # one finding per credential and path: where it first entered history
+    first: dict[tuple[str, str, str | None], tuple[tuple[int, int], str, Hit]] = {}
+    order: list[tuple[str, str, str | None]] = []
     for sha, raw in blob_hits:
         where = places.get(sha)
         if not where:
             if spec is None:
                 unreachable += 1
                 continue
-            where = [("", paths.get(sha) or f"blob:{sha}")]
-        first_by_path: dict[str, str] = {}
-        for commit, path in where:
-            first_by_path.setdefault(path, commit)
-        for path, commit in first_by_path.items():
+            where = [("", paths.get(sha) or f"blob:{sha}", 0, 0)]
+        for commit, path, when, rank in where:
+            age = (when, -rank)  # older: earlier commit time, then later in log order
             if excluder and excluder.excluded(_rel_to(cfg.root, root, path)):
                 s.skipped += 1
                 continue
-            _add(report, [_hit(r) for r in raw], path, "history", commit or None)
+            for r in raw:
+                h = _hit(r)
+                slot = (h.secret.fingerprint, path + h.member, h.chain)
+                seen = first.get(slot)
+                if seen is None:
+                    order.append(slot)
+                if seen is None or age < seen[0]:
+                    first[slot] = (age, commit, h)
+    for slot in order:
+        _, commit, h = first[slot]
+        path = slot[1][: len(slot[1]) - len(h.member)] if h.member else slot[1]
+        _add(report, [h], path, "history", commit or None)
     if unreachable:
         s.notes.append(f"{unreachable} unreachable object{'s' if unreachable != 1 else ''} (no ref leads to "
                        "them) hold credentials; they are not history, and git gc --prune=now deletes them")
