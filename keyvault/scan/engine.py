@@ -89,6 +89,7 @@ def _frame(data: bytes, chain: tuple[str, ...], member: str, depth: int, out: li
            known: Known | None, budget: decode.Budget) -> None:
     kind = decode.container_kind(data) if depth < decode.MAX_DEPTH else None
     if kind is not None:
+        notes_before = len(budget.notes)
         if kind == "zip":
             members = decode.zip_members(data, budget)
             if members is not None:
@@ -101,7 +102,10 @@ def _frame(data: bytes, chain: tuple[str, ...], member: str, depth: int, out: li
             content = inflate(data, budget)
             if content and might_hold(content, known):
                 _frame(content, (*chain, kind), member, depth + 1, out, known, budget)
-            return
+            if content and len(budget.notes) == notes_before:
+                return
+        # not a valid archive after all (a text starting with the magic, a damaged file):
+        # its bytes are still scanned as they are
     binary = b"\x00" in data
     if binary:
         text_kind = decode.utf16_kind(data)
