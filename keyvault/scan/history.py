@@ -50,7 +50,8 @@ ObjHits = tuple[str, str, list[RawHit]]
 
 
 def all_objects(cwd: str | None = None) -> list[Obj]:
-    """Every blob, commit and tag in the repository, in pack order."""
+    """Every blob and tag object in the repository, in pack order (commit messages are read
+    through `git log`, see CommitMessages)."""
     _, out, _ = gitio.run(
         ["cat-file", "--batch-all-objects", "--unordered",
          "--batch-check=%(objectname) %(objecttype) %(objectsize)"], cwd=cwd,
@@ -58,15 +59,15 @@ def all_objects(cwd: str | None = None) -> list[Obj]:
     objs: list[Obj] = []
     for line in out.split(b"\n"):
         parts = line.split(b" ")
-        if len(parts) != 3 or parts[1] == b"tree":
+        if len(parts) != 3 or parts[1] in (b"tree", b"commit"):
             continue
         objs.append(Obj(parts[0].decode(), parts[1].decode(), int(parts[2])))
     return objs
 
 
 def range_objects(tips: list[str], excludes: list[str], cwd: str | None = None) -> list[Obj]:
-    """Blobs, commits and tags reachable from `tips` and not from `excludes` (rev-list
-    arguments such as `^sha` or `--remotes`), with the path git first saw each blob at."""
+    """Blobs and tags reachable from `tips` and not from `excludes` (rev-list arguments such
+    as `^sha` or `--remotes`), with the path git first saw each blob at."""
     if not tips:
         return []
     _, out, _ = gitio.run(["rev-list", "--objects", *tips, *excludes, "--"], cwd=cwd)
@@ -84,10 +85,55 @@ def range_objects(tips: list[str], excludes: list[str], cwd: str | None = None) 
     objs: list[Obj] = []
     for (sha, path), line in zip(listed, out.split(b"\n")):
         parts = line.split(b" ")
-        if len(parts) != 3 or parts[1] == b"tree":
+        if len(parts) != 3 or parts[1] in (b"tree", b"commit"):
             continue
         objs.append(Obj(sha, parts[1].decode(), int(parts[2]), path))
     return objs
+
+
+class CommitMessages:
+    """The message of every commit of `revs`, read by one `git log` started up front so it runs
+    while the blobs are scanned (git inflates commits in C; one pass, in any repository)."""
+
+    def __init__(self, revs: list[str], cwd: str | None) -> None:
+        import threading
+
+        argv = [*gitio.GIT, "log", "--no-color", "--format=%x00%H%n%B", *revs, "--"]
+        if cwd:
+            argv[1:1] = ["-C", cwd]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+        self._out = b""
+        self._err = b""
+
+        def drain() -> None:
+            assert self._proc.stdout is not None and self._proc.stderr is not None
+            self._out = self._proc.stdout.read()
+            self._err = self._proc.stderr.read()
+
+        self._thread = threading.Thread(target=drain, daemon=True)
+        self._thread.start()
+
+    def scan(self, known: Known | None) -> tuple[int, int, list[ObjHits]]:
+        """(commits, bytes, hits): waits for git log, then scans the messages."""
+        from keyvault.scan.engine import PREFILTER
+
+        self._thread.join()
+        self._proc.wait()
+        if self._proc.returncode != 0:
+            raise KeyvaultError(f"git log failed (exit {self._proc.returncode}): "
+                                f"{self._err.decode('utf-8', 'replace').strip()[:200]}")
+        out = self._out
+        count = out.count(b"\0")
+        hits: list[ObjHits] = []
+        if not any(lit in out for lit in PREFILTER) and not (known and any(v in out for v, _ in known.values)):
+            return count, len(out), hits
+        for record in out.split(b"\0")[1:]:
+            sha, _, message = record.partition(b"\n")
+            found = scan_bytes(message, known)
+            if found:
+                hits.append((sha.decode(), "commit", [_raw(h) for h in found]))
+        return count, len(out), hits
 
 
 def scan_objects(objs: list[Obj], known: Known | None, jobs: int | None = None,
@@ -290,7 +336,7 @@ def _walk_log(wanted: set[str], revs: list[str], paths: list[str], cwd: str | No
     argv.extend(paths)
     if cwd:
         argv[1:1] = ["-C", cwd]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     commit = ""
     when = 0

@@ -46,6 +46,7 @@ NEEDLES = (
     b"hbnQt", b"zay1h",  # offset 2: zay1|hbnQt
 )
 _OFS, _REF = 6, 7
+_MAGIC2 = frozenset((b"\x1f\x8b", b"PK", b"BZ", b"\xfd7"))
 
 
 class PackIndex:
@@ -221,13 +222,20 @@ def read_slice(pack: str, entries: list[Entry], known: Known | None, hash_len: i
                     if found:
                         hits.append((e.sha, e.kind, [_raw(h) for h in found]))
                     continue
+                hold = False
                 for lit in STRONG:
                     if lit in data:
                         strong.append(off)
+                        hold = True
                         break
                 if b"\x00" in data:
                     binary.append(off)
-                if might_hold(data, known):
+                    hold = True
+                elif data[:2] in _MAGIC2:
+                    hold = True  # BZh and \xfd7 (xz) always hold NUL somewhere: covered above
+                if known is not None and not hold:
+                    hold = might_hold(data, known)
+                if hold:
                     found = scan_bytes(data, known)
                     if found:
                         hits.append((e.sha, e.kind, [_raw(h) for h in found]))
@@ -331,31 +339,30 @@ def scan(objs: list, known: Known | None, jobs: int, cwd: str | None):  # type: 
             else:
                 base = (pack, base_off)
             deltas[(pack, off)] = (base, needle, nul)
-    # binary: inherited along delta chains (iterative, memoised)
-    memo: dict[tuple[str, int], bool] = {}
+    # binary: inherited along delta chains. In pack order a base (OFS_DELTA) comes before its
+    # deltas, so one pass settles almost all; the rest (REF_DELTA bases stored later) loop.
+    is_bin: dict[tuple[str, int], bool] = {}
+    pending = sorted(deltas)
+    for _ in range(64):
+        later = []
+        for node in pending:
+            base, _needle, nul = deltas[node]
+            if nul or base in binary:
+                is_bin[node] = True
+            elif base is None or base not in deltas:
+                is_bin[node] = False
+            elif base in is_bin:
+                is_bin[node] = is_bin[base]
+            else:
+                later.append(node)
+        if not later:
+            break
+        pending = later
+    for node in pending:
+        is_bin.setdefault(node, True)  # unresolved (a cycle would be a corrupt pack): rebuild it
 
     def is_binary(node: tuple[str, int]) -> bool:
-        chain = []
-        cur: tuple[str, int] | None = node
-        result = False
-        while cur is not None:
-            if cur in memo:
-                result = memo[cur]
-                break
-            if cur in binary:
-                result = True
-                break
-            info = deltas.get(cur)
-            if info is None:
-                break  # a full object that is not binary, or a base outside the scan
-            chain.append(cur)
-            if info[2]:
-                result = True
-                break
-            cur = info[0]
-        for c in chain:
-            memo[c] = result or memo.get(c, False)
-        return result
+        return is_bin.get(node, False)
 
     children: dict[tuple[str, int], list[tuple[str, int]]] = {}
     first: set[tuple[str, int]] = set()

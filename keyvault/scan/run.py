@@ -257,15 +257,17 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
 
     s = report.scanned
     if spec is None:
-        objs = history.all_objects(cwd)
         revs = ["--all"]
+        messages = history.CommitMessages(revs, cwd)
+        objs = history.all_objects(cwd)
     else:
         tips, excludes = spec
         if not tips:
             s.notes.append("nothing to scan: the push or range adds no commits")
             return
-        objs = history.range_objects(tips, excludes, cwd)
         revs = [*tips, *excludes]
+        messages = history.CommitMessages(revs, cwd)
+        objs = history.range_objects(tips, excludes, cwd)
     from keyvault.scan.gitio import find_git_root
 
     root = find_git_root(cwd) or cwd
@@ -277,23 +279,28 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
                 s.skipped += 1
                 continue
             s.blobs += 1
-        else:
-            s.commits += 1
         s.bytes += o.size
         todo.append(o)
     import time
 
     from keyvault.scan.pack import _trace
 
-    t = _trace("list objects", time.perf_counter() - 0)
+    t = _trace("list objects", time.perf_counter())
     hits, notes = history.scan_objects(todo, known, opts.jobs, cwd)
     t = _trace("scan objects", t)
+    n_commits, n_bytes, msg_hits = messages.scan(known)
+    s.commits += n_commits
+    s.bytes += n_bytes
+    hits.extend(msg_hits)
+    t = _trace("commit messages", t)
     s.notes.extend(notes)
     blob_hits = [(sha, raw) for sha, kind, raw in hits if kind == "blob"]
     msg_hits = [(sha, raw) for sha, kind, raw in hits if kind != "blob"]
     if msg_hits and spec is None:
-        reachable = history.reachable_commits([sha for sha, _ in msg_hits], cwd)
-        msg_hits = [(sha, raw) for sha, raw in msg_hits if sha in reachable]
+        # annotated tags: a tag object no ref points at is not history
+        tags = [sha for sha, kind, _ in hits if kind == "tag"]
+        reachable = history.reachable_commits(tags, cwd) if tags else set()
+        msg_hits = [(sha, raw) for sha, raw in msg_hits if sha in reachable or sha not in tags]
     for sha, raw in msg_hits:
         _add(report, [_hit(r) for r in raw], None, "commit-message", sha)
     if not blob_hits:
