@@ -32,8 +32,27 @@ EXPLAIN = {
 }
 
 
+def _refuse_arguments(args: list[str]) -> None:
+    """Extra arguments are never echoed: a user who typed the key there must not see it in CI logs."""
+    if any("sk-ant-" in arg for arg in args):
+        raise KeyvaultError(
+            "verify does not take a key on the command line; it is now in your shell history and "
+            "visible to other processes: rotate it if this machine is shared, and pipe the key "
+            "instead (keyvault verify < keyfile)"
+        )
+    raise KeyvaultError(
+        f"verify takes no arguments ({len(args)} given); pipe the key (keyvault verify < keyfile), "
+        "or use --prompt or --source URI"
+    )
+
+
 def _read_key(source: str | None, prompt: bool) -> Secret:
     if source is not None:
+        if "sk-ant-" in source:
+            raise KeyvaultError(
+                "--source takes a URI (env://ANTHROPIC_API_KEY), not the key itself; the key is now "
+                "in your shell history: pipe it instead (keyvault verify < keyfile)"
+            )
         if prompt:
             raise click.UsageError("--source and --prompt are exclusive: the key comes from one place")
         from keyvault.backends import open_backend
@@ -49,19 +68,20 @@ def _read_key(source: str | None, prompt: bool) -> Secret:
                 "(keyvault verify < keyfile), use --prompt to type it hidden, or --source URI"
             )
         text = stdin.read()
+        if text.endswith("\n") and not text.endswith("\r\n"):
+            text = text[:-1]  # what `echo KEY |` and heredocs add: expected, not worth a note
     secret = parse_key(text)
     if secret.family not in (API, ADMIN):
         raise KeyFormatError(
             f"verify checks API keys (sk-ant-api03-...) and Admin keys (sk-ant-admin01-...); "
             f"this is {secret.family.label}"
         )
-    notes = [n for n in secret.trimmed if n != "a newline"]  # `echo KEY |` adds one: not news
-    if notes:
-        click.echo(f"keyvault: note: trimmed {', '.join(notes)} from the key", err=True)
+    if secret.trimmed:  # pasted extras are the usual cause of 401s: the other copies may have them too
+        click.echo(f"keyvault: note: trimmed {', '.join(secret.trimmed)} from the key", err=True)
     return secret
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--source", metavar="URI", help="Read the key from a source (env://, dotenv://, vault://, ...).")
 @click.option("--prompt", is_flag=True, help="Type the key at a hidden prompt instead of piping it.")
 @click.option("--base-url", metavar="URL", help="API root (default: $ANTHROPIC_BASE_URL, else the real API).")
@@ -70,7 +90,9 @@ def _read_key(source: str | None, prompt: bool) -> Secret:
 @click.option("--retries", type=click.IntRange(min=0, max=10), default=2, show_default=True,
               help="Retries on 429, 5xx, 529 and network errors.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def verify(source: str | None, prompt: bool, base_url: str | None, timeout: float, retries: int, fmt: str) -> None:
+@click.pass_context
+def verify(ctx: click.Context, source: str | None, prompt: bool, base_url: str | None, timeout: float,
+           retries: int, fmt: str) -> None:
     """Check a key against the API: GET /v1/models (Admin key: /v1/organizations/me).
 
     \b
@@ -84,6 +106,8 @@ def verify(source: str | None, prompt: bool, base_url: str | None, timeout: floa
     unfunded, rate limited); 2 the state is unknown (network, overload, server error)
     or a usage error.
     """
+    if ctx.args:
+        _refuse_arguments(ctx.args)
     secret = _read_key(source, prompt)
     from keyvault.anthropic_api import verify_key
 

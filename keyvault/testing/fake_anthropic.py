@@ -723,53 +723,55 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, presented_hint, record = fake._identify(self.headers)
         request_id = new_id("req_")
         fault = fake._take_fault(method, path)
-        status: int | None
         if fault is not None and fault.delay:
             fake._stopping.wait(fault.delay)
             if fake._stopping.is_set():
                 self.close_connection = True
                 return
+        # decide the answer, log it, then send it: a client that reads the response and then
+        # looks at fake.requests always finds its request there
+        answer: tuple[int, Any, dict[str, str], FakeKey | None] | None
         if fault is not None and fault.drop:
-            status = None
+            answer = None
+        elif fault is not None and fault.status is not None:
+            headers: dict[str, str] = {}
+            if fault.retry_after is not None:
+                headers["retry-after"] = str(fault.retry_after)
+            details = {"error_code": fault.error_code} if fault.error_code else None
+            error = _HTTPError(fault.status, fault.message, fault.error_type, headers, details)
+            answer = (error.status, self._error_body(error, request_id), error.headers, record)
+        else:
+            try:
+                status, payload, headers = fake._route(method, path, query, body, self.headers, scheme, record)
+                answer = (status, payload, headers, record)
+            except _HTTPError as exc:
+                answer = (exc.status, self._error_body(exc, request_id), exc.headers,
+                          record if exc.status != 401 else None)
+            except Exception as exc:  # a bug in the fake: answer like the API would, keep a note
+                fake.errors.append(f"{method} {path}: {type(exc).__name__}: {exc}")
+                answer = (500, self._error_body(_HTTPError(500), request_id), {}, None)
+        with fake._lock:
+            fake.requests.append(RecordedRequest(
+                method=method, path=path, query=query, status=answer[0] if answer else None,
+                request_id=request_id if answer else None,
+                auth_scheme=scheme, key_id=record.id if record is not None else None, key_hint=presented_hint,
+                anthropic_version=self.headers.get("anthropic-version"), fault=fault is not None,
+            ))
+        if answer is None:
             self.close_connection = True
             try:
                 self.connection.shutdown(2)  # socket.SHUT_RDWR: no status line, no body
             except OSError:
                 pass
-        elif fault is not None and fault.status is not None:
-            status = fault.status
-            headers: dict[str, str] = {}
-            if fault.retry_after is not None:
-                headers["retry-after"] = str(fault.retry_after)
-            details = {"error_code": fault.error_code} if fault.error_code else None
-            self._send_error(_HTTPError(status, fault.message, fault.error_type, headers, details), request_id,
-                             record)
-        else:
-            try:
-                status, payload, headers = fake._route(method, path, query, body, self.headers, scheme, record)
-                self._send_json(status, payload, request_id, headers, record)
-            except _HTTPError as exc:
-                status = exc.status
-                self._send_error(exc, request_id, record if exc.status != 401 else None)
-            except Exception as exc:  # a bug in the fake: answer like the API would, keep a note
-                fake.errors.append(f"{method} {path}: {type(exc).__name__}: {exc}")
-                status = 500
-                self._send_error(_HTTPError(500), request_id, None)
-        authenticated = record.id if record is not None else None
-        with fake._lock:
-            fake.requests.append(RecordedRequest(
-                method=method, path=path, query=query, status=status,
-                request_id=request_id if status is not None else None,
-                auth_scheme=scheme, key_id=authenticated, key_hint=presented_hint,
-                anthropic_version=self.headers.get("anthropic-version"), fault=fault is not None,
-            ))
+            return
+        self._send_json(answer[0], answer[1], request_id, answer[2], answer[3])
 
-    def _send_error(self, exc: _HTTPError, request_id: str, record: FakeKey | None) -> None:
+    @staticmethod
+    def _error_body(exc: _HTTPError, request_id: str) -> dict[str, Any]:
         error: dict[str, Any] = {"type": exc.error_type, "message": exc.message}
         if exc.details:
             error["details"] = exc.details
-        payload = {"type": "error", "error": error, "request_id": request_id}
-        self._send_json(exc.status, payload, request_id, exc.headers, record)
+        return {"type": "error", "error": error, "request_id": request_id}
 
     def _send_json(self, status: int, payload: Any, request_id: str, headers: dict[str, str],
                    record: FakeKey | None) -> None:
