@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from keyvault.errors import KeyvaultError
-from keyvault.keys import ALPHABET, PREFIX_RE, UNKNOWN, Secret, family_of
+from keyvault.keys import Secret
+from keyvault.redact import credential_in
 
 FORMAT_VERSION = 1
 GENESIS = "0" * 64  # prev_mac of the first record
@@ -45,8 +46,6 @@ _EVENT_RE = re.compile(r"[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*\Z")
 _FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAC_RE = re.compile(r"[0-9a-f]{64}\Z")
 _RECORD_KEYS = frozenset({"v", "seq", "time", "event", "fields", "prev_mac", "mac"})
-# a credential body long enough to be more than a hint ("R2D" before the "...")
-_MIN_LEAK_BODY = 8
 
 
 class AuditError(KeyvaultError):
@@ -100,23 +99,6 @@ def default_path() -> Path:
 
 
 # --- what may be recorded --------------------------------------------------------------------
-
-
-def credential_in(text: str) -> str | None:
-    """The label of the credential family whose value `text` holds, or None.
-
-    A hint (`sk-ant-api03-R2D...igAA`) has 3 body characters before the dots and passes; a
-    prefix followed by 8 or more key characters is treated as a value.
-    """
-    for m in PREFIX_RE.finditer(text):
-        run = 0
-        for ch in text[m.end():m.end() + _MIN_LEAK_BODY]:
-            if ch not in ALPHABET:
-                break
-            run += 1
-        if run >= _MIN_LEAK_BODY:
-            return (family_of(m.group(0)) or UNKNOWN).label
-    return None
 
 
 def _article(label: str) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from keyvault.audit import AuditLog, credential_in
+from keyvault.audit import AuditLog
+from keyvault.redact import credential_in, redact
 
 _FORMAT = click.Choice(["text", "json"])
 
@@ -87,16 +88,11 @@ def show(path: Path | None, fmt: str) -> None:
 
 def _show_value(value: object) -> str:
     # an edited log could carry a key value or terminal escapes: show prints neither
-    text = json.dumps(value)
-    if credential_in(text):
-        return "<credential redacted>"
     if isinstance(value, str) and value and value.isprintable() and not any(c in " \"'=" for c in value):
-        return value
-    return text
+        return redact(value)
+    return redact(json.dumps(value))
 
 
 def _redacted(record: dict[str, Any]) -> dict[str, Any]:
-    fields = record["fields"]
-    if not credential_in(json.dumps(fields)):
-        return record
-    return {**record, "fields": {k: _show_value(v) if credential_in(json.dumps(v)) else v for k, v in fields.items()}}
+    text = json.dumps(record)
+    return json.loads(redact(text)) if credential_in(text) else record
