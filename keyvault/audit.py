@@ -42,6 +42,7 @@ KEY_ENV = "KEYVAULT_AUDIT_KEY"
 PATH_ENV = "KEYVAULT_AUDIT_LOG"
 MIN_KEY_BYTES = 16
 MAX_RECORD_BYTES = 64 * 1024  # one record stays one small, atomic write
+MAX_PROBLEMS = 100  # a report of a file of garbage names the first lines, then counts
 _EVENT_RE = re.compile(r"[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*\Z")
 _FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAC_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -73,10 +74,17 @@ class VerifyReport:
     last_seq: int = 0
     head_seq: int | None = None
     problems: list[Problem] = field(default_factory=list)
+    omitted: int = 0  # problems past MAX_PROBLEMS, counted but not kept
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def add(self, line: int | None, kind: str, message: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(line, kind, message))
+        else:
+            self.omitted += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +94,7 @@ class VerifyReport:
             "last_seq": self.last_seq,
             "head_seq": self.head_seq,
             "problems": [{"line": p.line, "kind": p.kind, "message": p.message} for p in self.problems],
+            "omitted": self.omitted,
         }
 
 
@@ -517,14 +526,12 @@ class AuditLog:
             head = self._read_head(key)
         except AuditError as exc:
             head_bad = True
-            report.problems.append(Problem(None, "head", str(exc)))
+            report.add(None, "head", str(exc))
         if head is not None:
             report.head_seq = head[0]
         if data is None:
             seq = head[0] if head else "?"
-            report.problems.append(
-                Problem(None, "truncated", f"the audit log {self.path} is missing but its head records seq {seq}")
-            )
+            report.add(None, "truncated", f"the audit log {self.path} is missing but its head records seq {seq}")
             return report
         _verify_lines(key, list(_lines(data)), head, head_bad, report)
         return report
@@ -534,9 +541,7 @@ def _verify_lines(
     key: bytes, lines: list[Line], head: tuple[int, str] | None, head_bad: bool, report: VerifyReport
 ) -> None:
     problems = report.problems
-
-    def add(line: int | None, kind: str, message: str) -> None:
-        problems.append(Problem(line, kind, message))
+    add = report.add
 
     seq_at: dict[int, list[int]] = {}
     for ln in lines:
@@ -595,6 +600,7 @@ def _verify_lines(
 
     report.records = parsed
     if macs_ok == 0 and (parsed >= 2 or (parsed == 1 and head_bad)):
+        report.omitted = 0
         problems[:] = [Problem(None, "key", f"no record's MAC matches: wrong audit key ({KEY_ENV} or "
                                f"{report.path.name}.key), or every record was rewritten")]
         return
@@ -606,25 +612,23 @@ def _check_head(
     report: VerifyReport,
 ) -> None:
     """The chain cannot show records dropped from the end; the head can."""
-    problems = report.problems
+    add = report.add
     if head is None:
         if parsed > 1 and not head_bad:
-            problems.append(Problem(None, "head", f"the head file {report.path.name}.head is missing: the end "
-                                    "of the log cannot be proven complete"))
+            add(None, "head", f"the head file {report.path.name}.head is missing: the end of the log cannot be "
+                "proven complete")
         return
     head_seq, head_mac = head
     if not lines:
-        problems.append(Problem(None, "truncated", f"the log is empty but its head records seq {head_seq}: "
-                                "records were removed"))
+        add(None, "truncated", f"the log is empty but its head records seq {head_seq}: records were removed")
     elif last is None:
         return  # the last line is damaged: already reported
     elif last["seq"] < head_seq:
-        problems.append(Problem(len(lines), "truncated", f"the log ends at seq {last['seq']} but its head "
-                                f"records seq {head_seq}: records were removed from the end"))
+        add(len(lines), "truncated", f"the log ends at seq {last['seq']} but its head records seq {head_seq}: "
+            "records were removed from the end")
     elif last["seq"] == head_seq and last["mac"] != head_mac:
-        problems.append(Problem(len(lines), "edited", f"the last record (seq {head_seq}) is not the one the "
-                                "head records"))
+        add(len(lines), "edited", f"the last record (seq {head_seq}) is not the one the head records")
     elif last["seq"] > head_seq + 1:
         # one record past the head is a crash between the append and the head update
-        problems.append(Problem(None, "head", f"the head records seq {head_seq} but the log goes on to seq "
-                                f"{last['seq']}: the head file was replaced by an older copy"))
+        add(None, "head", f"the head records seq {head_seq} but the log goes on to seq {last['seq']}: the head "
+            "file was replaced by an older copy")

@@ -54,9 +54,12 @@ def verify(path: Path | None, key_file: Path | None, fmt: str) -> None:
             f"{log.path}: intact, {report.records} records, chain and head verified (last seq {report.last_seq})"
         )
     else:
-        click.echo(f"{log.path}: TAMPERED ({len(report.problems)} problem{'s' if len(report.problems) != 1 else ''})")
+        count = len(report.problems) + report.omitted
+        click.echo(f"{log.path}: TAMPERED ({count} problem{'s' if count != 1 else ''})")
         for problem in report.problems:
             click.echo(f"  {problem}")
+        if report.omitted:
+            click.echo(f"  ... and {report.omitted} more")
     sys.exit(0 if report.ok else 1)
 
 
