@@ -149,7 +149,7 @@ BAD_VALUES = {
     "extra": VALUE + "Q",
     "bad-char": VALUE[:50] + "+" + VALUE[51:],
     "two-keys": VALUE + VALUE,
-    "wrong-family": VALUE.replace("sk-ant-api03-", "sk-ant-admin01-"),
+    "admin-truncated": VALUE.replace("sk-ant-api03-", "sk-ant-admin01-")[:-3],
     "quoted-with-garbage": f"'{VALUE}' trailing",
 }
 
