@@ -36,3 +36,15 @@ class ConflictError(BackendError):
 
 class UnsupportedOperation(BackendError):
     """The backend cannot do this step (e.g. writing to the process environment)."""
+
+
+class RotationInProgress(KeyvaultError):
+    """Another rotator holds the journal of this secret: stop cleanly, change nothing."""
+
+    exit_code = 3
+
+
+class RolledBack(KeyvaultError):
+    """The new key failed deploy verification; every target was put back on the old key."""
+
+    exit_code = 4
