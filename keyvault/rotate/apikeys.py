@@ -68,6 +68,19 @@ class KeyService:
 
         return cls(base_url, AdminClient(secret, base_url), note)
 
+    @classmethod
+    def default(cls) -> KeyService:
+        """Without a policy: ANTHROPIC_ADMIN_KEY and ANTHROPIC_BASE_URL."""
+        from keyvault.policy import DEFAULT_ADMIN_KEY
+
+        base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
+        secret, note = read_admin_key(DEFAULT_ADMIN_KEY)
+        if secret is None:
+            return cls(base_url, None, note)
+        from keyvault.anthropic_api import AdminClient
+
+        return cls(base_url, AdminClient(secret, base_url), note)
+
     def verify(self, secret: Secret, what: str) -> KeyStatus:
         """The API's verdict on a key; undetermined answers raise (retry the step later)."""
         from keyvault.anthropic_api import verify_key

@@ -71,6 +71,7 @@ class Options:
     confirm: Callable[[str], bool] | None = None  # ask the person a yes/no question
     incident: bool = False  # the old key is already deactivated (leak response): no grace
     expect_old: str | None = None  # fingerprint the targets must hold (incident)
+    new_key: Secret | None = None  # a new key already read by the caller (incident)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def _key_source_possible(run: Run) -> bool:
     from keyvault.rotate.engine import stdin_is_empty
 
     spec = run.options.key_input
-    if spec.given or run.interactive:
+    if spec.given or run.interactive or run.options.new_key is not None:
         return True
     return spec.stdin and not stdin_is_empty()
 
@@ -131,7 +131,7 @@ def create(run: Run) -> Result | None:
     pending_version = run.primary.backend.read_pending()
     pending = pending_version.secret if pending_version else None
     spec = run.options.key_input
-    supplied = obtain(KeyInput(fd=spec.fd, command=spec.command, stdin=spec.stdin and not run.interactive))
+    supplied = run.options.new_key or obtain(KeyInput(fd=spec.fd, command=spec.command, stdin=spec.stdin and not run.interactive))
     if pending is not None and supplied is not None and pending.fingerprint != supplied.fingerprint:
         raise run.abort(
             "pending-differs",
