@@ -216,7 +216,19 @@ class DotenvBackend:
         except (FileNotFoundError, NotADirectoryError, subprocess.TimeoutExpired):
             return None
 
+    @staticmethod
+    def _in_git(directory: Path) -> bool:
+        """Whether a git work tree may contain `directory` (cheap: no git process outside one)."""
+        if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+            return True
+        for d in (directory, *directory.parents):
+            if (d / ".git").exists():
+                return True
+        return False
+
     def _tracked(self, path: Path) -> bool:
+        if not self._in_git(path.parent.resolve()):
+            return False
         res = self._git(path.parent, "ls-files", "--error-unmatch", "--", path.name)
         return res is not None and res.returncode == 0
 
