@@ -187,3 +187,18 @@ def test_passphrase_from_the_os_keyring(tmp_path: Path, monkeypatch: pytest.Monk
         open_backend(f"file://{path}#prod").read()
     for name in [m for m in sys.modules if m == "keyring" or m.startswith("keyring.")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.mark.parametrize("kind", ["dotenv", "file"])
+def test_rotation_state_refuses_key_values(kind: str, tmp_path: Path, store: Path) -> None:
+    key = make_key()
+    if kind == "dotenv":
+        (tmp_path / ".env").write_text(f"ANTHROPIC_API_KEY={key.reveal()}\n")
+        backend = open_backend(f"dotenv://{tmp_path / '.env'}")
+    else:
+        backend = put(store, "prod", key)
+    with pytest.raises(BackendError) as info:
+        backend.write_state({"new": key.reveal()}, None)
+    assert key.reveal() not in str(info.value)
+    token = backend.write_state({"new_hint": key.hint, "new_fp": key.fingerprint}, None)  # hints are fine
+    assert backend.read_state() == ({"new_hint": key.hint, "new_fp": key.fingerprint}, token)
