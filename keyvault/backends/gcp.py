@@ -457,17 +457,23 @@ class GcpSecretManagerBackend:
         body = json.dumps({str(k): str(v) for k, v in state.items()}, sort_keys=True)
         if len(body.encode()) > 15 * 1024:
             raise BackendError(f"{self._where(self.state_name)}: rotation state too large for an annotation (16 KiB)")
-        if expected_token is None:
+        try:
+            meta = self._secret(self.state_name)
+        except NotFoundError:
+            if expected_token is not None:
+                raise ConflictError(f"{self._where(self.state_name)}: the rotation state was deleted since it was read") from None
             try:
                 return self._create_state(body)
-            except ConflictError:
+            except ConflictError:  # another rotator created it between the read and the create
                 meta = self._secret(self.state_name)
-                if STATE_ANNOTATION in meta.annotations:
-                    raise ConflictError(
-                        f"{self._where(self.state_name)}: rotation state already exists (another rotator wrote it first)"
-                    ) from None
-                expected_token = str(meta.etag)  # created empty by an administrator: fill it
-        meta = self._secret(self.state_name)
+        if expected_token is None:
+            if STATE_ANNOTATION in meta.annotations:
+                raise ConflictError(
+                    f"{self._where(self.state_name)}: rotation state already exists (another rotator wrote it first)"
+                )
+            # the secret exists without state: created empty by an administrator (the rotator
+            # role cannot create secrets), so fill it
+            expected_token = str(meta.etag)
         if str(meta.etag) != expected_token:
             raise ConflictError(
                 f"{self._where(self.state_name)}: the rotation state changed since it was read "

@@ -1,0 +1,63 @@
+"""End to end across processes: moto_server runs in its own process, the client in another,
+configured only through the standard AWS environment (AWS_ENDPOINT_URL and credentials)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from keyvault.testing.keygen import make_key
+
+pytestmark = pytest.mark.server
+
+RESOLVE = """
+import sys
+from keyvault.backends import open_backend
+version = open_backend(sys.argv[1]).read()
+print(version.secret.hint, version.secret.fingerprint, version.version)
+"""
+
+
+def run(code: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def aws_env(moto_server, tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(moto_server.env())
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "config")
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "credentials")
+    return env
+
+
+def test_resolve_in_a_separate_process(moto_server, aws_env, monkeypatch):
+    key, new = make_key(), make_key()
+    name = "e2e/" + uuid.uuid4().hex[:8]
+    sm = moto_server.client()
+    sm.create_secret(Name=name, SecretString=f'{{"api_key": "{key.reveal()}", "org": "acme"}}')
+    done = run(RESOLVE, f"aws-sm://{name}#api_key", env=aws_env)
+    assert done.returncode == 0, done.stderr
+    hint, fp, _ = done.stdout.split()
+    assert (hint, fp) == (key.hint, key.fingerprint)
+    assert key.reveal() not in done.stdout + done.stderr
+    # the test process rotates; the other process sees the new key
+    from keyvault.backends import open_backend
+
+    for variable, value in aws_env.items():
+        monkeypatch.setenv(variable, value)
+    backend = open_backend(f"aws-sm://{name}#api_key")
+    backend.stage(new)
+    backend.promote(key.fingerprint)
+    after = run(RESOLVE, f"aws-sm://{name}#api_key", env=aws_env)
+    assert after.stdout.split()[1] == new.fingerprint
+
+
+def test_missing_secret_error_in_a_separate_process(moto_server, aws_env):
+    done = run(RESOLVE, "aws-sm://e2e/absent", env=aws_env)
+    assert done.returncode == 1
+    assert "NotFoundError" in done.stderr and "'e2e/absent' in us-east-1" in done.stderr
