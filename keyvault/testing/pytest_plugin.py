@@ -8,6 +8,8 @@ Module import stays cheap: servers and SDKs are imported inside the fixtures.
   (`AWS_ENDPOINT_URL` and test credentials, for a CLI subprocess), `.reset()`, `.set_auth()`.
 - `aws_moto` (function): moto in process (`mock_aws`) with test credentials in the environment
   and no user AWS config; `.client()`, `.region`.
+- `fake_anthropic` (function): a started `FakeAnthropic` on 127.0.0.1 (`.base_url`,
+  `.mint_key(name)`, `.admin_key`, `.set_status(id, status)`, `.inject(...)`).
 - `fake_gcp` (function): a clean `FakeSecretManager` (state and injected faults reset), on a
   server shared by the session; `.client(transport)`, `.source(secret_name, transport)`.
 
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
+    from keyvault.testing.fake_anthropic import FakeAnthropic
     from keyvault.testing.fake_gcp import FakeSecretManager
     from keyvault.testing.servers import MotoServer, OpenBaoServer
 
@@ -98,3 +101,13 @@ def fake_gcp(_keyvault_fake_gcp_server: FakeSecretManager) -> Iterator[FakeSecre
     _keyvault_fake_gcp_server.reset()
     yield _keyvault_fake_gcp_server
     _keyvault_fake_gcp_server.reset()
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    """A started FakeAnthropic on 127.0.0.1 (see keyvault.testing.fake_anthropic), stopped after
+    the test. Point clients at `fake_anthropic.base_url`; mint keys with `.mint_key(name)`."""
+    from keyvault.testing.fake_anthropic import FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        yield fake
