@@ -85,8 +85,12 @@ def test_stage_is_idempotent_and_not_served(sm):
     assert len(labels(sm, "s")) == 2  # the retry made no second version
     assert backend.read().secret == old
     assert backend.read_pending().secret == new
-    # a different staged value replaces the pending one
+    # a different key is refused while one is staged (it may be the only copy of that key)
     newer = make_key()
+    with pytest.raises(ConflictError, match="already staged") as refused:
+        backend.stage(newer)
+    assert new.reveal() not in str(refused.value) and newer.reveal() not in str(refused.value)
+    backend.clear_pending()
     backend.stage(newer)
     assert backend.read_pending().secret == newer
     assert sum("AWSPENDING" in s for s in labels(sm, "s").values()) == 1

@@ -128,13 +128,14 @@ def test_stage_promote_rollback_keep_other_fields(kv, path):
     assert {v.fingerprint for v in listed if v.version in ("1", "5")} == {old.fingerprint}
 
 
-def test_stage_replaces_a_different_pending_and_clear(kv, path):
+def test_stage_refuses_a_different_pending_until_cleared(kv, path):
     put(kv, path, api_key=make_key().reveal())
     backend = open_backend(f"vault://secret/{path}#api_key")
-    backend.stage(make_key())
+    first = backend.stage(make_key())
+    assert first.version == "2"  # the number it will get when promoted
     newer = make_key()
-    backend.stage(newer)
-    assert backend.read_pending().secret == newer
+    with pytest.raises(ConflictError, match="already staged"):
+        backend.stage(newer)
     backend.clear_pending()
     assert backend.read_pending() is None
     backend.stage(newer)  # cas=0 works again once the pending path is gone

@@ -61,3 +61,39 @@ def test_missing_secret_error_in_a_separate_process(moto_server, aws_env):
     done = run(RESOLVE, "aws-sm://e2e/absent", env=aws_env)
     assert done.returncode == 1
     assert "NotFoundError" in done.stderr and "'e2e/absent' in us-east-1" in done.stderr
+
+
+def keyvault(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "keyvault", *args], env=env, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_cli_get_and_exec_from_moto_server(moto_server, aws_env):
+    """`keyvault get --source aws-sm://...` in a fresh process, configured by AWS_ENDPOINT_URL."""
+    import json
+
+    key = make_key()
+    name = "cli/" + uuid.uuid4().hex[:8]
+    moto_server.client().create_secret(Name=name, SecretString=json.dumps({"api_key": key.reveal()}))
+    source = f"aws-sm://{name}#api_key"
+    shown = keyvault("get", "--source", source, env=aws_env)
+    assert shown.returncode == 0, shown.stderr
+    assert key.hint in shown.stdout and source in shown.stdout
+    assert key.reveal() not in shown.stdout + shown.stderr
+    as_json = json.loads(keyvault("get", "--source", source, "--format", "json", env=aws_env).stdout)
+    assert as_json["fingerprint"] == key.fingerprint and as_json["version"]
+    assert as_json["created"] is not None  # Secrets Manager records it
+    piped = keyvault("get", "--source", source, "--reveal", env=aws_env)
+    assert piped.stdout == key.reveal()
+    child = keyvault("exec", "--source", source, "--", sys.executable, "-c",
+                     "import os, hashlib; print(hashlib.sha256(os.environ['ANTHROPIC_API_KEY'].encode()).hexdigest())",
+                     env=aws_env)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == key.fingerprint
+
+
+def test_cli_get_reports_a_missing_secret(moto_server, aws_env):
+    done = keyvault("get", "--source", "aws-sm://cli/absent", env=aws_env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("keyvault: error: ") and "not found" in done.stderr
+    assert "Traceback" not in done.stderr

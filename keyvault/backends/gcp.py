@@ -37,6 +37,7 @@ from typing import Any
 from keyvault._crc32c import crc32c
 from keyvault.backends import Source, Version, VersionInfo
 from keyvault.backends import _fields
+from keyvault.backends.localfs import check_state
 from keyvault.errors import (
     BackendError,
     ConflictError,
@@ -322,8 +323,13 @@ class GcpSecretManagerBackend:
         aliases = {k: int(v) for k, v in meta.version_aliases.items()}
         if self.pending_alias in aliases:
             text, number = self._access(aliases[self.pending_alias])
-            if self._value(text) == secret:
+            staged = self._value(text)
+            if staged == secret:
                 return Version(secret, str(number), self._version_meta(number), "pending")
+            raise ConflictError(
+                f"{self._where()}: another key ({staged.hint}) is already staged; promote it, or "
+                "clear it first if it is abandoned (it may be the only copy of a key shown once)"
+            )
         current = self._current_number(aliases)
         if self.alias not in aliases:
             # pin what is served now before a new version becomes "latest"
@@ -454,6 +460,7 @@ class GcpSecretManagerBackend:
         return {str(k): str(v) for k, v in data.items()}, str(meta.etag)
 
     def write_state(self, state: dict[str, str], expected_token: str | None) -> str:
+        check_state(state, self._where(self.state_name))
         body = json.dumps({str(k): str(v) for k, v in state.items()}, sort_keys=True)
         if len(body.encode()) > 15 * 1024:
             raise BackendError(f"{self._where(self.state_name)}: rotation state too large for an annotation (16 KiB)")
