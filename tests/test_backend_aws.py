@@ -153,8 +153,10 @@ def test_rollback_restores_previous_and_keeps_the_new_as_previous(sm):
     backend.promote(old.fingerprint)
     with pytest.raises(ConflictError):
         backend.rollback(old.fingerprint)
+    assert backend.read_previous().secret == old
     rolled = backend.rollback(new.fingerprint)
     assert rolled.secret == old and backend.read().secret == old
+    assert backend.read_previous().secret == new
     # staging the same value again re-labels the existing version (AWS ignores labels on a replay)
     again = backend.stage(new)
     assert again.secret == new and backend.read_pending().secret == new
@@ -164,6 +166,7 @@ def test_rollback_restores_previous_and_keeps_the_new_as_previous(sm):
 def test_rollback_without_previous(sm):
     key = make_key()
     sm.create_secret(Name="s", SecretString=key.reveal())
+    assert open_backend("aws-sm://s").read_previous() is None
     with pytest.raises(NotFoundError, match="AWSPREVIOUS"):
         open_backend("aws-sm://s").rollback(key.fingerprint)
 

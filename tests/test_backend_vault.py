@@ -119,6 +119,7 @@ def test_stage_promote_rollback_keep_other_fields(kv, path):
     assert backend.read_pending() is None
     # previous = the newest older version with a different key (v2 only changed `owner`)
     put(kv, path, api_key=new.reveal(), owner="team-3")
+    assert backend.read_previous().secret == old and backend.read_previous().version == "2"
     rolled = backend.rollback(new.fingerprint)
     assert rolled.secret == old
     assert current(kv, path)["data"] == {"api_key": old.reveal(), "owner": "team-3"}

@@ -45,6 +45,7 @@ def cycle(backend: Any) -> None:
     assert backend.read_pending().secret == new
     assert backend.promote(current.secret.fingerprint).secret == new
     backend.versions()
+    assert backend.read_previous().secret == current.secret
     assert backend.rollback(new.fingerprint).secret == current.secret
     token = backend.write_state({"step": "staged"}, None)
     token = backend.write_state({"step": "promoted"}, token)

@@ -275,6 +275,13 @@ class AwsSecretsManagerBackend:
             return None
         return self._version(self._get(version_id=pending, stage=PENDING), "pending")
 
+    def read_previous(self) -> Version | None:
+        """The version labelled AWSPREVIOUS (what rollback restores), or None."""
+        previous = self._labels().get(PREVIOUS)
+        if previous is None:
+            return None
+        return self._version(self._get(version_id=previous, stage=PREVIOUS), "previous")
+
     def stage(self, secret: Secret) -> Version:
         labels = self._labels()
         if PENDING in labels:

@@ -318,6 +318,14 @@ class GcpSecretManagerBackend:
         text, number = self._access(aliases[self.pending_alias])
         return Version(self._value(text), str(number), self._version_meta(number), "pending")
 
+    def read_previous(self) -> Version | None:
+        """The version under the previous alias (what rollback restores), or None."""
+        aliases = dict(self._secret().version_aliases)
+        if self.previous_alias not in aliases:
+            return None
+        text, number = self._access(aliases[self.previous_alias])
+        return Version(self._value(text), str(number), self._version_meta(number), "previous")
+
     def stage(self, secret: Secret) -> Version:
         meta = self._secret()
         aliases = {k: int(v) for k, v in meta.version_aliases.items()}

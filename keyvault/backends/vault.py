@@ -324,8 +324,8 @@ class VaultBackend:
         self._delete_all(self.pending_path)
         return Version(Secret(new), str(written), when, "current")
 
-    def _previous(self, data: dict[str, Any], version: int, field: str) -> str | None:
-        """The newest older version's key that differs from the current key."""
+    def _previous(self, data: dict[str, Any], version: int, field: str) -> Version | None:
+        """The newest older version whose key differs from the current key."""
         current = data.get(field)
         meta = self._metadata(self.path) or {}
         versions = meta.get("versions") or {}
@@ -335,13 +335,18 @@ class VaultBackend:
             if info.get("destroyed") or info.get("deletion_time"):
                 continue
             try:
-                old, _, _ = self._read(self.path, number)
+                old, _, created = self._read(self.path, number)
             except NotFoundError:
                 continue
             value = old.get(field)
             if isinstance(value, str) and value != current:
-                return value
+                return Version(Secret(value), str(number), created, "previous")
         return None
+
+    def read_previous(self) -> Version | None:
+        """The key this secret held before the current one (what rollback restores)."""
+        data, version, _ = self._read(self.path)
+        return self._previous(data, version, self._field_of(data, self.path))
 
     def rollback(self, expected_current: str) -> Version:
         data, version, _ = self._read(self.path)
@@ -350,8 +355,8 @@ class VaultBackend:
         previous = self._previous(data, version, field)
         if previous is None:
             raise NotFoundError(f"{self._where()}: no earlier version holds a different key to roll back to")
-        written, when = self._write(self.path, {**data, field: previous}, version, "roll back")
-        return Version(Secret(previous), str(written), when, "current")
+        written, when = self._write(self.path, {**data, field: previous.secret.reveal()}, version, "roll back")
+        return Version(previous.secret, str(written), when, "current")
 
     def _check(self, current: str, expected: str, step: str) -> None:
         found = Secret(current).fingerprint
