@@ -97,3 +97,23 @@ def test_cli_get_reports_a_missing_secret(moto_server, aws_env):
     assert done.returncode == 2
     assert done.stderr.startswith("keyvault: error: ") and "not found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_moto_server_iam_enforcement_switch(moto_server, monkeypatch):
+    """`set_auth(True)` makes moto_server check credentials: the test keys are then unknown."""
+    from keyvault.backends import open_backend
+    from keyvault.errors import PermissionDeniedError
+    from keyvault.testing import start_moto_server  # the public entry point for users' own tests
+
+    assert callable(start_moto_server)
+    name = "auth/" + uuid.uuid4().hex[:8]
+    moto_server.client().create_secret(Name=name, SecretString=make_key().reveal())
+    for variable, value in moto_server.env().items():
+        monkeypatch.setenv(variable, value)
+    moto_server.set_auth(True)
+    try:
+        with pytest.raises(PermissionDeniedError, match="rejected the credentials"):
+            open_backend(f"aws-sm://{name}").read()
+    finally:
+        moto_server.set_auth(False)
+    assert open_backend(f"aws-sm://{name}").read().secret.reveal().startswith("sk-ant-api03-")

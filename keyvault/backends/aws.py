@@ -158,6 +158,11 @@ class AwsSecretsManagerBackend:
     def _translate(self, exc: Any, operation: str, name: str | None) -> KeyvaultError:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
+        if code.isdigit():  # moto puts the HTTP status here and the real code in an XML message
+            import re
+
+            inner = re.search(r"<Code>([A-Za-z]+)</Code>", str(error.get("Message", "")))
+            code = inner.group(1) if inner else code
         where = self._where(name)
         action = "secretsmanager:" + "".join(p.capitalize() for p in operation.split("_"))
         if code == "ResourceNotFoundException":
