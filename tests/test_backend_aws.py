@@ -279,3 +279,31 @@ def test_missing_credentials(aws_moto, monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(PermissionDeniedError, match="no AWS credentials"):
         open_backend("aws-sm://x?region=us-east-1").read()
+
+
+@pytest.mark.parametrize(("code", "error", "says"), [
+    ("AccessDeniedException", PermissionDeniedError, "access denied for secretsmanager:GetSecretValue"),
+    ("DecryptionFailure", PermissionDeniedError, "kms:Decrypt"),
+    ("ExpiredTokenException", PermissionDeniedError, "rejected the credentials"),
+    ("InternalServiceError", BackendError, "InternalServiceError"),
+])
+def test_real_aws_error_shapes(sm, code, error, says):
+    """AWS's own JSON error bodies (moto answers some of these differently) map to the fix."""
+    from botocore.awsrequest import AWSResponse
+
+    key = make_key()
+    sm.create_secret(Name="e", SecretString=key.reveal())
+    backend = open_backend("aws-sm://e")
+    body = json.dumps({"__type": code, "message": "refused"}).encode()
+
+    class Raw:
+        def stream(self, **kw):
+            yield body
+
+    backend.client.meta.events.register_first(
+        "before-send.secrets-manager.GetSecretValue",
+        lambda request, **kw: AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, Raw()),
+    )
+    with pytest.raises(error, match=says) as caught:
+        backend.read()
+    assert key.reveal() not in str(caught.value)
