@@ -41,12 +41,7 @@ def _sig(run: Run) -> str:
 
 
 def _key_source_possible(run: Run) -> bool:
-    from keyvault.rotate.engine import stdin_is_empty
-
-    spec = run.options.key_input
-    if spec.given or run.interactive or run.options.new_key is not None:
-        return True
-    return spec.stdin and not stdin_is_empty()
+    return run.interactive or run.options.new_key is not None
 
 
 # -- before the journal is claimed -------------------------------------------------------------
