@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from keyvault.errors import KeyFormatError
+from keyvault.errors import KeyvaultError
 from keyvault.keys import parse_key
 from keyvault.redact import redact
 from tests import fuzz_targets as ft
@@ -82,45 +82,61 @@ def test_audit_cli_on_corrupted_logs(data: bytes) -> None:
             __import__("keyvault.cli", fromlist=["cli"]).cli, ["audit", "verify", "audit.jsonl"],
             env={"KEYVAULT_AUDIT_KEY": ft.AUDIT_KEY.decode()},
         )
-        assert result.exit_code == 1 and "TAMPERED" in result.output, (result.output, result.exception)
-        assert isinstance(result.exception, SystemExit)
+        intact = data == ft._template()[0]  # two mutations can cancel out (swap, swap back)
+        assert result.exit_code == (0 if intact else 1), (result.output, result.exception)
+        assert ("intact" if intact else "TAMPERED") in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
 
 
 # --- linear time on 1 MB ---------------------------------------------------------------------
 
 
-def _timed(call, *args) -> float:  # type: ignore[no-untyped-def]
+def _seconds(call, data, limit: float = LIMIT_S * 10) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
-    with ft.time_limit(LIMIT_S * 5):
+    with ft.time_limit(limit):
         try:
-            call(*args)
-        except KeyFormatError:
+            call(data)
+        except KeyvaultError:
             pass
     return time.perf_counter() - start
 
 
+def assert_linear(call, make, size: int = MB) -> None:  # type: ignore[no-untyped-def]
+    """`size` bytes in under a second; on a loaded machine, a 4x larger input must cost under
+    8x more (linear is ~4x, quadratic ~16x), so a busy CI box does not fail a linear parser."""
+    big = _seconds(call, make(size))
+    if big < LIMIT_S:
+        return
+    small = _seconds(call, make(size // 4))
+    assert big / max(small, 1e-3) < 8, f"{size} bytes took {big:.2f} s, {size // 4} bytes {small:.2f} s"
+
+
+def _rep(unit: str, prefix: str = "", suffix: str = ""):  # type: ignore[no-untyped-def]
+    return lambda n: prefix + unit * (n // len(unit)) + suffix
+
+
 KEY_MB = {
-    "spaces": " " * MB,
-    "newlines": "\r\n" * (MB // 2),
-    "bom": "\ufeff" * MB,
-    "long-body": "sk-ant-api03-" + "A" * MB,
-    "bad-chars": "sk-ant-api03-" + "+" * MB,
-    "prefixes": "sk-ant-" * (MB // 7),
-    "placeholder": "sk-ant-api03-" + "your" * (MB // 4),
-    "angle": "<" + "x" * MB + ">",
-    "assignments": "A=" * (MB // 2),
-    "one-quote-pair": "'" + "A" * MB + "'",
+    "spaces": _rep(" "),
+    "newlines": _rep("\r\n"),
+    "bom": _rep("\ufeff"),
+    "long-body": _rep("A", "sk-ant-api03-"),
+    "bad-chars": _rep("+", "sk-ant-api03-"),
+    "prefixes": _rep("sk-ant-"),
+    "placeholder": _rep("your", "sk-ant-api03-"),
+    "angle": _rep("x", "<", ">"),
+    "assignments": _rep("A="),
+    "one-quote-pair": _rep("A", "'", "'"),
 }
 QUADRATIC = {
     # each pass of the quote-stripping loop copies the text: n/2 passes of n bytes
-    "nested-quotes": "'" * MB,
-    "nested-mixed-quotes": "'\"`" * (MB // 6) + "`\"'" * (MB // 6),
+    "nested-quotes": _rep("'"),
+    "nested-mixed-quotes": lambda n: "'\"`" * (n // 6) + "`\"'" * (n // 6),
 }
 
 
 @pytest.mark.parametrize("name", sorted(KEY_MB))
 def test_parse_key_1mb_is_linear(name: str) -> None:
-    assert _timed(parse_key, KEY_MB[name]) < LIMIT_S
+    assert_linear(parse_key, KEY_MB[name])
 
 
 @pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError), reason=(
@@ -130,59 +146,52 @@ def test_parse_key_1mb_is_linear(name: str) -> None:
     "with the fix."))
 @pytest.mark.parametrize("name", sorted(QUADRATIC))
 def test_parse_key_1mb_nested_quotes_is_linear(name: str) -> None:
-    assert _timed(parse_key, QUADRATIC[name]) < LIMIT_S
+    assert _seconds(parse_key, QUADRATIC[name](MB), limit=LIMIT_S * 1.5) < LIMIT_S
 
 
 SOURCE_MB = {
-    "no-scheme": "x" * MB,
-    "fragments": "env://" + "#" * MB,
-    "queries": "vault://a?" + "a=b&" * (MB // 4),
-    "percent": "vault://a?x=" + "%" * MB,
-    "long-scheme": "a" * MB + "://x",
+    "no-scheme": _rep("x"),
+    "fragments": _rep("#", "env://"),
+    "queries": _rep("a=b&", "vault://a?"),
+    "percent": _rep("%", "vault://a?x="),
+    "long-scheme": _rep("a", "", "://x"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SOURCE_MB))
 def test_parse_source_1mb_is_linear(name: str) -> None:
     from keyvault.backends import parse_source
-    from keyvault.errors import SourceError
 
-    start = time.perf_counter()
-    with ft.time_limit(LIMIT_S * 5):
-        try:
-            parse_source(SOURCE_MB[name])
-        except SourceError:
-            pass
-    assert time.perf_counter() - start < LIMIT_S
+    assert_linear(parse_source, SOURCE_MB[name])
 
 
-def test_redact_1mb_is_linear() -> None:
-    for text in ("sk-ant-api03-" * (MB // 13), "sk-ant-api03-" + "A" * MB, "s" * MB):
-        start = time.perf_counter()
-        with ft.time_limit(LIMIT_S * 5):
-            redact(text)
-        assert time.perf_counter() - start < LIMIT_S
+@pytest.mark.parametrize("name", ["prefixes", "long-body", "plain"])
+def test_redact_1mb_is_linear(name: str) -> None:
+    make = {"prefixes": _rep("sk-ant-api03-"), "long-body": _rep("A", "sk-ant-api03-"), "plain": _rep("s")}[name]
+    assert_linear(redact, make)
 
 
-@pytest.mark.parametrize("name", ["one-line", "newlines", "nesting", "many-records"])
+@pytest.mark.parametrize("name", ["one-line", "newlines", "nesting", "many-records", "garbage-lines"])
 def test_audit_verify_1mb_is_linear(tmp_path, name: str) -> None:  # type: ignore[no-untyped-def]
-    log_bytes, head = ft._template()
-    data = {
-        "one-line": b"{" * MB,
-        "newlines": b"\n" * MB,
-        "nesting": b"[" * MB + b"\n",
-        "many-records": log_bytes * (MB // len(log_bytes)),
-    }[name]
-    path = tmp_path / "audit.jsonl"
-    path.write_bytes(data)
-    path.with_name("audit.jsonl.head").write_bytes(head)
     from keyvault.audit import AuditLog
 
-    start = time.perf_counter()
-    with ft.time_limit(LIMIT_S * 10):
-        report = AuditLog(path, key=ft.AUDIT_KEY).verify()
-    assert not report.ok
-    assert time.perf_counter() - start < LIMIT_S * 3  # a MB of records is ~3000 HMACs
+    log_bytes, head = ft._template()
+    make = {
+        "one-line": lambda n: b"{" * n,
+        "newlines": lambda n: b"\n" * n,
+        "nesting": lambda n: b"[" * n + b"\n",
+        "many-records": lambda n: log_bytes * (n // len(log_bytes)),
+        "garbage-lines": lambda n: b"{x}\n" * (n // 4),
+    }[name]
+    path = tmp_path / "audit.jsonl"
+    path.with_name("audit.jsonl.head").write_bytes(head)
+
+    def verify(data: bytes) -> None:
+        path.write_bytes(data)
+        assert not AuditLog(path, key=ft.AUDIT_KEY).verify().ok
+
+    # 256 KB: a line-oriented reader pays per line, and a real log has ~300 bytes per line
+    assert_linear(verify, make, size=MB // 4)
 
 
 # --- the long run ----------------------------------------------------------------------------
