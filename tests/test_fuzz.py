@@ -49,14 +49,25 @@ def test_parse_source_fuzz(uri: str) -> None:
     ft.check_parse_source(uri)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+ECHO_BUG = pytest.mark.xfail(strict=True, reason=(
     "bug in keyvault/backends/__init__.py (not this branch's file): every SourceError message quotes the "
     "whole URI with {uri!r}, so a key pasted as KEYVAULT_SOURCE or --source is echoed to stderr; fix: "
     "quote keyvault.redact.redact(uri). Remove this mark with the fix."))
-@settings(phases=PHASES, max_examples=20, deadline=500, database=None)
-@given(ft.keyed_source_inputs)
-def test_parse_source_never_echoes_a_key(uri: str) -> None:
-    ft.check_parse_source_no_echo(uri)
+KEYED_URIS = [
+    pytest.param("{key}", id="bare-key", marks=ECHO_BUG),
+    pytest.param("{key}://x", id="key-as-scheme", marks=ECHO_BUG),
+    pytest.param("vault://a?x={key}&token=1", id="key-in-query", marks=ECHO_BUG),
+    pytest.param("vault://a?{key}&&", id="key-in-bad-query", marks=ECHO_BUG),
+    pytest.param("env://{key}", id="key-as-location"),  # parses: the error comes later, from the backend
+    pytest.param("dotenv://.env#{key}", id="key-as-field"),
+]
+
+
+@pytest.mark.parametrize("shape", KEYED_URIS)
+def test_parse_source_never_echoes_a_key(shape: str) -> None:
+    from keyvault.testing.keygen import make_key
+
+    ft.check_parse_source_no_echo(shape.format(key=make_key().reveal()))
 
 
 @bounded
@@ -142,11 +153,12 @@ def test_parse_key_1mb_is_linear(name: str) -> None:
 @pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError), reason=(
     "bug in keyvault/keys.py _trim (not this branch's file): `while text[0] == text[-1] in quotes: "
     "text = text[1:-1].strip()` copies the text once per quote pair, O(n^2): 384 KB of nested quotes "
-    "take ~1 s, 1 MB ~10 s. Fix: count the matching quote pairs first, slice once. Remove this mark "
+    "take ~1 s, 1 MB ~10 s (a pasted file of quotes hangs the pre-commit hook or verify). Fix: count the matching quote pairs first, slice once. Remove this mark "
     "with the fix."))
 @pytest.mark.parametrize("name", sorted(QUADRATIC))
 def test_parse_key_1mb_nested_quotes_is_linear(name: str) -> None:
-    assert _seconds(parse_key, QUADRATIC[name](MB), limit=LIMIT_S * 1.5) < LIMIT_S
+    # 256 KB: linear code strips it in about a millisecond, this loop takes ~0.6 s
+    assert _seconds(parse_key, QUADRATIC[name](MB // 4), limit=0.5) < 0.25
 
 
 SOURCE_MB = {
@@ -209,6 +221,14 @@ def test_long_fuzz(target: str) -> None:
         check(data)
 
     run()
+
+
+@pytest.mark.slow
+@slow
+@long_run
+@given(ft.keyed_source_inputs)
+def test_long_parse_source_never_echoes_a_key(uri: str) -> None:
+    ft.check_parse_source_no_echo(uri)
 
 
 @pytest.mark.slow
