@@ -258,7 +258,7 @@ def verify_deploy(run: Run) -> Result | None:
     crash.point("verify-deploy:done")
     now = run.now()
     grace = timedelta(0) if run.options.incident else run.policy.grace
-    run.journal.save(step="grace", deployed_at=iso(now), revoke_after=iso_deadline(now + grace))
+    run.journal.save(step="grace", deployed_at=iso(now), revoke_after=iso_deadline(now, grace))
     return None
 
 
@@ -373,7 +373,7 @@ def _revoke_by_api(run: Run, old_id: str, old: Secret | None) -> Result | None:
     crash.point("revoke:done")
     now = run.now()
     run.journal.save(step="archive", old_id=old_id, revoked_at=iso(now),
-                     archive_after=iso_deadline(now + run.policy.archive_delay), note=None)
+                     archive_after=iso_deadline(now, run.policy.archive_delay), note=None)
     return None
 
 
@@ -421,7 +421,7 @@ def _revoke_by_hand(run: Run, old: Secret | None) -> Result | None:
 def _revoked_by_hand(run: Run) -> Result | None:
     crash.point("revoke:done")
     now = run.now()
-    run.journal.save(step="archive", revoked_at=iso(now), archive_after=iso_deadline(now + run.policy.archive_delay), note=None)
+    run.journal.save(step="archive", revoked_at=iso(now), archive_after=iso_deadline(now, run.policy.archive_delay), note=None)
     return None
 
 
