@@ -47,7 +47,7 @@ class RepoReport:
 
 
 def scanner_api() -> Callable[..., Any]:
-    """The scanner's function that scans one repository's full history."""
+    """The scanner's function that scans one repository's full history: `f(path, jobs=None)`."""
     for module_name, attr in _SCANNER_CANDIDATES:
         try:
             module = importlib.import_module(module_name)
@@ -56,43 +56,81 @@ def scanner_api() -> Callable[..., Any]:
         function = getattr(module, attr, None)
         if callable(function):
             return function
+    try:
+        run = importlib.import_module("keyvault.scan.run")
+    except ModuleNotFoundError:
+        run = None
+    if run is not None and all(hasattr(run, n) for n in ("Options", "scan", "find_config", "Excluder")):
+        return _history_via_run
     raise UnsupportedOperation(
         "this keyvault's scanner offers no history API (keyvault.scan.scan_repository); "
         "scan-repos cannot run"
     )
 
 
+def _history_via_run(repo: Path, jobs: int | None = None) -> Any:
+    """What `keyvault scan --history` does in `repo` (its own config, excludes and baseline),
+    through the scanner's run module, returning the Report instead of printing it."""
+    from keyvault.scan import run
+
+    cwd = os.path.abspath(repo)
+    opts = run.Options()
+    opts.history = True
+    opts.cwd = cwd
+    opts.jobs = jobs
+    cfg = run.find_config(cwd, None)
+    excluder = run.Excluder(list(cfg.exclude))
+    report, root = run.scan("history", opts, cfg, excluder, None, cwd)
+    apply_baseline = getattr(run, "_apply_baseline", None)
+    if apply_baseline is not None:
+        apply_baseline(report, opts, cfg, root)
+    return report
+
+
 def _finding_dict(finding: Any) -> dict[str, Any]:
-    data = finding.to_dict() if hasattr(finding, "to_dict") else dict(finding)
+    for method in ("to_dict", "as_json"):
+        if hasattr(finding, method):
+            data = dict(getattr(finding, method)())
+            break
+    else:
+        data = dict(finding)
     # a report travels between processes and into CI artifacts: keep only redacted fields
     data.pop("value", None)
     data.pop("secret", None)
     return data
 
 
-def _normalise(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    if hasattr(result, "to_dict") and not hasattr(result, "findings"):
-        result = result.to_dict()
+def _normalise(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
+    """(findings, stats, error) from whatever the scanner returned."""
     if isinstance(result, dict):
-        findings = result.get("findings", [])
-        stats = {k: v for k, v in result.items() if k != "findings" and isinstance(v, (int, float, str))}
-    elif isinstance(result, (list, tuple)):
-        findings, stats = list(result), {}
-    else:
-        findings = list(getattr(result, "findings", []))
-        stats = {k: v for k, v in getattr(result, "stats", {}).items()} if hasattr(result, "stats") else {}
-    return [_finding_dict(f) for f in findings], stats
+        return [_finding_dict(f) for f in result.get("findings", [])], {
+            k: v for k, v in result.items() if k != "findings" and isinstance(v, (int, float, str))}, None
+    findings = [_finding_dict(f) for f in getattr(result, "findings", [])]
+    stats: dict[str, Any] = {}
+    error = None
+    scanned = getattr(result, "scanned", None)
+    if scanned is not None:
+        for name in ("blobs", "commits", "bytes", "skipped"):
+            if isinstance(getattr(scanned, name, None), int):
+                stats[name] = getattr(scanned, name)
+        errors = list(getattr(scanned, "errors", []) or [])
+        if errors:
+            stats["read_errors"] = len(errors)
+            if not (stats.get("blobs") or stats.get("commits")):
+                error = "; ".join(errors[:3])
+    return findings, stats, error
 
 
-def scan_one(path: str) -> RepoReport:
-    """Scan one repository; every failure is captured in the report (never raised)."""
+def scan_one(path: str, jobs: int | None = None) -> RepoReport:
+    """Scan one repository; every failure is captured in the report (never raised).
+    `jobs` is the scanner's own parallelism (None: every core)."""
     started = time.monotonic()
     report = RepoReport(path)
     try:
         repo = Path(path)
         if not repo.exists():
             raise KeyvaultError(f"{path}: no such directory")
-        report.findings, report.stats = _normalise(scanner_api()(repo))
+        report.findings, report.stats, report.error = _normalise(scanner_api()(repo, jobs=jobs))
     except KeyvaultError as exc:
         report.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one repository must not stop the sweep
@@ -117,9 +155,11 @@ def scan_repositories(
             if on_report:
                 on_report(reports[-1])
         return reports
+    # repositories in parallel, each scanned on one core (the scanner's own workers would
+    # multiply the processes past the cores)
     with ProcessPoolExecutor(max_workers=min(jobs, len(names))) as pool:
         reports = []
-        for report in pool.map(scan_one, names):
+        for report in pool.map(scan_one, names, [1] * len(names)):
             reports.append(report)
             if on_report:
                 on_report(report)
