@@ -373,7 +373,13 @@ def finish_secret(ctx: Context, arn: str, token: str) -> str:
 
     from keyvault.rotate.journal import iso, utcnow
 
+    from keyvault.rotate.journal import TERMINAL
+
     where = _check_token(ctx, arn, token)
+    if where == "current":
+        done = _journal(ctx).load()
+        if done is None or done.get("phase") in TERMINAL or done.get("aws_token") != token:
+            return "already current"  # a late retry after the rotation (or a later one) ended
     journal, state = _claim(ctx, token)
     moved = False
     try:
