@@ -5,11 +5,8 @@ This module is the bottom of the package: standard library only, imported by the
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-from dataclasses import dataclass
-from typing import Literal, NoReturn
+from typing import Literal, NamedTuple, NoReturn
 
 from keyvault.errors import KeyFormatError
 
@@ -19,9 +16,11 @@ ANTHROPIC_PREFIX = "sk-ant-"
 PREFIX_RE = re.compile(r"sk-ant-([a-z]{2,10}[0-9]{2})-")
 
 
-@dataclass(frozen=True)
-class Family:
-    """One kind of Anthropic credential and its exact shape."""
+class Family(NamedTuple):
+    """One kind of Anthropic credential and its exact shape.
+
+    A NamedTuple, not a dataclass: `import keyvault` must stay cheap (dataclasses pulls in
+    inspect, ~6 ms), since apps import it on their start-up path."""
 
     name: str  # api | admin | oauth-access | oauth-refresh | session | unknown
     prefix: str  # "sk-ant-api03-"; "" for the unknown family (any sk-ant-<word><nn>-)
@@ -81,6 +80,8 @@ def hint(value: str) -> str:
 
 def fingerprint(value: str | Secret) -> str:
     """sha256 hex of the full key value: what baselines, journals and audit logs store."""
+    import hashlib  # here, not at the top: it costs ~3 ms of every app's start-up
+
     raw = value.reveal() if isinstance(value, Secret) else value
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
@@ -147,6 +148,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac
+
         return hmac.compare_digest(self.__value.encode(), other.__value.encode())
 
     def __hash__(self) -> int:

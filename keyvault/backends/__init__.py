@@ -23,7 +23,8 @@ A backend that cannot do a step raises `UnsupportedOperation` with the reason.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as _field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -49,7 +50,7 @@ class Source:
     scheme: str
     location: str
     field: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = _field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.uri

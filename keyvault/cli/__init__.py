@@ -84,6 +84,9 @@ def fail(message: str, code: int = 2) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     args = sys.argv[1:] if argv is None else argv
+    from keyvault.hardening import disable_core_dumps
+
+    disable_core_dumps()  # before any key is read: a crash must leave no core file holding it
     debug = "--debug" in args
     try:
         return cli.main(args=args, prog_name="keyvault", standalone_mode=True)
