@@ -482,10 +482,64 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
             cmd = r["command"] + (f" ({r['note']})" if r["note"] else "") + (f" [{r['error']}]" if r["error"] else "")
             cmd = cmd.replace("|", "\\|")  # a pipe inside a cell would split the markdown table
             out.append(f"| {r['tool']} | `{cmd}` | {t} | {det} |")
+    out += targets(rows)
     out += ["", "x keyvault = this row's median wall time / keyvault's (`python -m keyvault scan`) median wall time in "
             "the same mode: above 1 means keyvault is faster. Found/missed/near-miss ids refer to the corpus "
             "manifest's cases; `other` counts findings outside the planted cases."]
     return "\n".join(out) + "\n"
+
+
+def targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The quality bars of DESIGN.md and issue 3, checked on this session's medians."""
+
+    def med(mode: str, tool: str, command_prefix: str = "") -> float | None:
+        for r in rows:
+            if r["mode"] == mode and r["tool"] == tool and r["command"].startswith(command_prefix) and "wall_median" in r:
+                return r["wall_median"]
+        return None
+
+    def fastest_peer(mode: str) -> tuple[str, float] | None:
+        peers = [(r["tool"], r["wall_median"]) for r in rows
+                 if r["mode"] == mode and r["tool"] not in ("keyvault", "floor") and "wall_median" in r]
+        return min(peers, key=lambda p: p[1]) if peers else None
+
+    lines: list[str] = []
+
+    def check(label: str, ok: bool, detail: str) -> None:
+        lines.append(f"| {label} | {'met' if ok else 'NOT met'} | {detail} |")
+
+    kv_hist = med("history", "keyvault", "python -m keyvault")
+    if kv_hist is not None:
+        fp = fastest_peer("history")
+        if fp:
+            check("history: at least 2x faster than the fastest peer", kv_hist * 2 <= fp[1],
+                  f"keyvault {kv_hist:.2f} s, {fp[0]} {fp[1]:.2f} s ({fp[1] / kv_hist:.2f}x)")
+        floor = med("history", "floor", "git cat-file --batch-all-objects")
+        if floor:
+            check("history: within 1.5x of `git cat-file --batch-all-objects --batch`", kv_hist <= 1.5 * floor,
+                  f"keyvault {kv_hist:.2f} s, floor {floor:.2f} s ({kv_hist / floor:.2f}x)")
+    for mode in ("tree-export", "tree-repo"):
+        kv = med(mode, "keyvault", "python -m keyvault")
+        fp = fastest_peer(mode)
+        if kv is not None and fp:
+            check(f"{mode}: faster than the fastest peer", kv < fp[1],
+                  f"keyvault {kv:.3f} s, {fp[0]} {fp[1]:.3f} s ({fp[1] / kv:.2f}x)")
+    floor = med("staged", "floor")
+    gl = med("staged", "gitleaks")
+    for r in rows:
+        if r["mode"] != "staged" or r["tool"] != "keyvault" or "wall_median" not in r:
+            continue
+        kv = r["wall_median"]
+        if floor:
+            check(f"staged `{r['command']}`: within 1.2x of python -c pass + git diff --cached", kv <= 1.2 * floor,
+                  f"{kv:.3f} s vs floor {floor:.3f} s ({kv / floor:.2f}x)")
+        if gl:
+            check(f"staged `{r['command']}`: faster than gitleaks --pre-commit --staged", kv < gl,
+                  f"{kv:.3f} s vs gitleaks {gl:.3f} s ({gl / kv:.2f}x)")
+    if not lines:
+        return []
+    return ["", "### Targets (issue 3 / DESIGN.md), on this session's medians", "", "| target | verdict | figures |",
+            "|---|---|---|", *lines]
 
 
 PEERS_DIR = HERE / ".peers"
