@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -360,24 +361,36 @@ def hook_entries() -> list[tuple[str, list[str]]]:
         entries.append(("hooks/pre-commit (git hook shim)", [str(shim)]))
     spec = ROOT / ".pre-commit-hooks.yaml"
     if spec.exists():
-        entry = _hook_entry(spec.read_text(), "keyvault-scan")
+        entry, pass_filenames = _hook_entry(spec.read_text(), "keyvault-scan")
         if entry:
             argv = shlex.split(entry)
             exe = shutil.which(argv[0], path=str(Path(PY).parent)) or argv[0]
-            entries.append((f"pre-commit entry: {entry}", [exe, *argv[1:]]))
+            cmd = shlex.join([exe, *argv[1:]])
+            if pass_filenames:  # what the framework does: the staged names as arguments
+                entries.append((f"pre-commit entry: {entry} <staged files>",
+                                shell(f"git diff --cached --name-only --diff-filter=ACMR -z | xargs -0 {cmd}")))
+            else:
+                entries.append((f"pre-commit entry: {entry}", [exe, *argv[1:]]))
     return entries
 
 
-def _hook_entry(text: str, hook_id: str) -> str | None:
-    """The `entry:` of one hook in .pre-commit-hooks.yaml (tiny parser: no YAML dependency)."""
+def _hook_entry(text: str, hook_id: str) -> tuple[str | None, bool]:
+    """`entry` and `pass_filenames` (default true, as in pre-commit) of one hook in
+    .pre-commit-hooks.yaml (a tiny parser: the bench needs no YAML dependency)."""
     current = None
+    entry, pass_filenames = None, True
     for line in text.splitlines():
         s = line.strip()
-        if s.startswith("- id:"):
-            current = s.split(":", 1)[1].strip()
+        m = re.match(r"-\s*id:\s*(.+)", s)
+        if m:
+            if current == hook_id:
+                break
+            current = m.group(1).strip().strip("'\"")
         elif current == hook_id and s.startswith("entry:"):
-            return s.split(":", 1)[1].strip().strip("'\"")
-    return None
+            entry = s.split(":", 1)[1].strip().strip("'\"")
+        elif current == hook_id and s.startswith("pass_filenames:"):
+            pass_filenames = s.split(":", 1)[1].strip().lower() == "true"
+    return entry, pass_filenames
 
 
 def system_snapshot() -> dict[str, Any]:
