@@ -37,7 +37,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -297,6 +299,9 @@ def sdist_path(sdists: Path, version: str) -> Path | None:
     return None
 
 
+_HELPER_LOCK = threading.Lock()
+
+
 def download(sdists: Path, version: str) -> Path:
     """The release's sdist, downloaded once with pip (the registry's ordinary client).
 
@@ -309,9 +314,11 @@ def download(sdists: Path, version: str) -> Path:
     sdists.mkdir(parents=True, exist_ok=True)
     helper = sdists / ".pip-venv"
     py = helper / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(helper)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "setuptools>=61", "wheel"], check=True)
+    with _HELPER_LOCK:  # downloads run in a few threads: create the helper once
+        if not (helper / ".ready").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(helper)], check=True)
+            subprocess.run([str(py), "-m", "pip", "install", "--quiet", "setuptools>=61", "wheel"], check=True)
+            (helper / ".ready").touch()
     print(f"corpus: downloading {PROJECT}=={version}", file=sys.stderr, flush=True)
     subprocess.run(
         [str(py), "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
@@ -459,8 +466,15 @@ def build(out: Path, size_mb: int, seed: int) -> dict:
     # only once the size is reached, so each is placed against a running estimate (releases so
     # far times target over bytes so far), and all that remain go in at the end.
     release_paths: dict[str, set[str]] = {}  # branch -> paths of its last release
+    # Download a few releases ahead while importing (pip's metadata step is most of the time);
+    # only a few, so a small --size-mb downloads little more than it uses.
+    pool = ThreadPoolExecutor(max_workers=3)
+    ahead: dict[str, Future[Path]] = {}
     for i, (version, branch) in enumerate(RELEASES):
-        archive = download(sdists, version)
+        for v, _ in RELEASES[i:i + 4]:
+            if v not in ahead:
+                ahead[v] = pool.submit(download, sdists, v)
+        archive = ahead[version].result()
         files = read_release(archive)
         if branch not in state:
             if branch != "main":  # fork the stable branch from main as it is now
@@ -511,6 +525,7 @@ def build(out: Path, size_mb: int, seed: int) -> dict:
               file=sys.stderr, flush=True)
         if done:
             break
+    pool.shutdown(wait=True, cancel_futures=True)
     if importer.blob_bytes < target:
         print(f"corpus: ran out of releases at {importer.blob_bytes / 1e6:.0f} MB", file=sys.stderr)
     case_marks = dict(importer.case_marks)
