@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> Any:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"keyvault: error: {exc}", err=True)
+        from keyvault.redact import redact
+
+        click.echo(f"keyvault: error: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("keyvault: interrupted", err=True)
