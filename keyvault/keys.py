@@ -199,9 +199,21 @@ def _trim(text: str) -> tuple[str, list[str]]:
     if text.endswith(";"):
         text = text[:-1].rstrip()
         notes.append("a trailing ';'")
-    while len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"`":
-        notes.append(f"surrounding {text[0]} quotes")
-        text = text[1:-1].strip()
+    # walk indices inward and slice once: slicing per quote pair is quadratic on a pasted file
+    i, j = 0, len(text)
+    quotes: list[str] = []
+    while j - i >= 2 and text[i] == text[j - 1] and text[i] in "'\"`":
+        quotes.append(text[i])
+        i, j = i + 1, j - 1
+        while i < j and text[i].isspace():
+            i += 1
+        while j > i and text[j - 1].isspace():
+            j -= 1
+    if quotes:
+        text = text[i:j]
+        kinds = sorted(set(quotes))
+        more = f" ({len(quotes)} pairs)" if len(quotes) > 1 else ""
+        notes.append(f"surrounding {' and '.join(kinds)} quotes{more}")
     return text, notes
 
 

@@ -172,7 +172,7 @@ def parse_source(uri: str) -> Source:
     scheme, rest = uri.split("://", 1)
     scheme = scheme.lower()
     if not scheme or not all(c.isalnum() or c in "-+." for c in scheme):
-        raise SourceError(f"source {shown}: {scheme!r} is not a valid URI scheme")
+        raise SourceError(f"source {shown}: {redact(scheme)!r} is not a valid URI scheme")
     fragment: str | None = None
     if "#" in rest:
         rest, fragment = rest.split("#", 1)
@@ -186,7 +186,7 @@ def parse_source(uri: str) -> Source:
         try:
             params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
         except ValueError:
-            raise SourceError(f"source {shown}: malformed query {query!r}; expected key=value&key=value") from None
+            raise SourceError(f"source {shown}: malformed query {redact(query)!r}; expected key=value&key=value") from None
     for secret_like in ("token", "secret_id", "password"):
         if secret_like in params:
             raise SourceError(
