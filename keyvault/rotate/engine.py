@@ -10,9 +10,6 @@ parked at that step for the next run, a failed deploy rolls every target back fi
 
 from __future__ import annotations
 
-import os
-import stat
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,22 +101,6 @@ class Result:
 
 class Abort(KeyvaultError):
     """A step ended the rotation for good (journal already released as aborted)."""
-
-
-def stdin_is_empty() -> bool:
-    """stdin is /dev/null, closed, or an empty file: a scheduled job with no key piped in."""
-    try:
-        st = os.fstat(sys.stdin.fileno())
-    except (AttributeError, ValueError, OSError):
-        return True
-    if stat.S_ISCHR(st.st_mode):
-        try:
-            return os.stat(os.devnull).st_rdev == st.st_rdev
-        except OSError:
-            return False
-    if stat.S_ISREG(st.st_mode):
-        return st.st_size == 0
-    return False
 
 
 class Run:
@@ -252,6 +233,14 @@ class Run:
             if self.options.resume:
                 last = f" (last rotation: {state.get('phase')} at step {state.get('step')})" if state else ""
                 raise KeyvaultError(f"{self.primary.uri}: no rotation to resume{last}")
+            if self.options.new_key is None and not self.interactive:
+                # Read a supplied key before touching the journal: a bad paste or a failing
+                # command then changes nothing (an interactive prompt comes after the claim,
+                # so nobody pastes a key only to learn another rotation is running).
+                from keyvault.rotate.newkey import obtain
+
+                spec = self.options.key_input
+                self.options.new_key = obtain(KeyInput(fd=spec.fd, command=spec.command, stdin=spec.stdin))
             early = steps.nothing_to_do(self)
             if early is not None:
                 return early

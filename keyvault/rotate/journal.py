@@ -46,8 +46,12 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def iso_deadline(moment: datetime) -> str:
-    """A deadline rounded up to the second: a grace period is never cut short."""
+def iso_deadline(start: datetime, delay: timedelta) -> str:
+    """start + delay rounded up to the second (a grace period is never cut short); no delay
+    means due already."""
+    if not delay:
+        return iso(start)
+    moment = start + delay
     if moment.microsecond:
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
     return iso(moment)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from keyvault.errors import ConflictError, KeyvaultError, RolledBack
@@ -41,12 +41,7 @@ def _sig(run: Run) -> str:
 
 
 def _key_source_possible(run: Run) -> bool:
-    from keyvault.rotate.engine import stdin_is_empty
-
-    spec = run.options.key_input
-    if spec.given or run.interactive or run.options.new_key is not None:
-        return True
-    return spec.stdin and not stdin_is_empty()
+    return run.interactive or run.options.new_key is not None
 
 
 # -- before the journal is claimed -------------------------------------------------------------
@@ -258,7 +253,7 @@ def verify_deploy(run: Run) -> Result | None:
     crash.point("verify-deploy:done")
     now = run.now()
     grace = timedelta(0) if run.options.incident else run.policy.grace
-    run.journal.save(step="grace", deployed_at=iso(now), revoke_after=_deadline(now, grace))
+    run.journal.save(step="grace", deployed_at=iso(now), revoke_after=iso_deadline(now, grace))
     return None
 
 
@@ -310,13 +305,6 @@ def _keep_new_pending(run: Run, new: Secret) -> None:
             run.primary.backend.stage(new)
     except KeyvaultError:
         pass  # staged again after the rollback instead
-
-
-def _deadline(now: datetime, delay: timedelta) -> str:
-    """`now + delay` rounded up to the second, except no delay means now: rounding a zero grace
-    or archive delay up would park the rotation for up to a second (or make it depend on how
-    slow the steps before it were)."""
-    return iso_deadline(now + delay) if delay > timedelta(0) else iso(now)
 
 
 def grace(run: Run) -> Result | None:
@@ -380,7 +368,7 @@ def _revoke_by_api(run: Run, old_id: str, old: Secret | None) -> Result | None:
     crash.point("revoke:done")
     now = run.now()
     run.journal.save(step="archive", old_id=old_id, revoked_at=iso(now),
-                     archive_after=_deadline(now, run.policy.archive_delay), note=None)
+                     archive_after=iso_deadline(now, run.policy.archive_delay), note=None)
     return None
 
 
@@ -428,7 +416,7 @@ def _revoke_by_hand(run: Run, old: Secret | None) -> Result | None:
 def _revoked_by_hand(run: Run) -> Result | None:
     crash.point("revoke:done")
     now = run.now()
-    run.journal.save(step="archive", revoked_at=iso(now), archive_after=_deadline(now, run.policy.archive_delay), note=None)
+    run.journal.save(step="archive", revoked_at=iso(now), archive_after=iso_deadline(now, run.policy.archive_delay), note=None)
     return None
 
 
