@@ -345,14 +345,19 @@ class DotenvBackend:
         return current
 
     def stage(self, secret: Secret) -> Version:
-        """Write NAME_PENDING; the same key again is a no-op, another key replaces it (callers
-        guard the slot: `keyvault stage` wants --replace)."""
+        """Write NAME_PENDING; the same key again is a no-op. Another key is refused while one
+        is staged (it may be the only copy of a key the Console showed once): clear it first."""
         self._check_value(secret)
         with exclusive_lock(self.path, what=str(self.source)):
             target, doc = self._locked_doc()
             pending = self._value(self._find(doc, "pending", for_write=True), "pending")
-            if pending is not None and pending == secret:
-                return self._version(pending, "pending")
+            if pending is not None:
+                if pending == secret:
+                    return self._version(pending, "pending")
+                raise ConflictError(
+                    f"{self.source}: another key ({pending.hint}) is already staged as {self.names['pending']}; "
+                    "promote it, or clear it first if it is abandoned (it may be the only copy of a key shown once)"
+                )
             self._set(doc, "pending", secret)
             self._write(doc, target)
         return self._version(secret, "pending")

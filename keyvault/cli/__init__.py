@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> Any:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"keyvault: error: {exc}", err=True)
+        from keyvault.redact import redact
+
+        # messages are built from hints, but a key typed where a URI or name belongs is quoted back
+        click.echo(f"keyvault: error: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("keyvault: interrupted", err=True)
