@@ -146,11 +146,6 @@ def test_parse_key_1mb_is_linear(name: str) -> None:
     assert_linear(parse_key, KEY_MB[name])
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError), reason=(
-    "bug in keyvault/keys.py _trim (not this branch's file): `while text[0] == text[-1] in quotes: "
-    "text = text[1:-1].strip()` copies the text once per quote pair, O(n^2): 384 KB of nested quotes "
-    "take ~1 s, 1 MB ~10 s (a pasted file of quotes hangs the pre-commit hook or verify). Fix: count the matching quote pairs first, slice once. Remove this mark "
-    "with the fix."))
 @pytest.mark.parametrize("name", sorted(QUADRATIC))
 def test_parse_key_1mb_nested_quotes_is_linear(name: str) -> None:
     # 256 KB: linear code strips it in about a millisecond, this loop takes ~0.6 s
