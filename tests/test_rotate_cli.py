@@ -205,3 +205,44 @@ def test_incident_with_a_key_nobody_serves(world: World) -> None:
     foreign = make_key()
     proc = world.cli("incident", "--policy", str(world.policy_path), input=foreign.reveal().encode())
     assert proc.returncode == 1 and "lists no key with the hint" in proc.stdout.decode()
+
+
+def test_interactive_run_prints_console_steps_and_reads_the_key_without_echo(world: World) -> None:
+    """In a real terminal (a pty as controlling tty): Console steps with the suggested name,
+    a hidden prompt, the key typed is not echoed, the rotation completes."""
+    import pty
+    import select
+    import sys
+    import time
+    from datetime import date
+
+    new = world.fake.mint_key("typed")
+    env = world.environ()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.chdir(world.tmp)
+        os.execve(sys.executable, [sys.executable, "-m", "keyvault", "rotate", "--policy", str(world.policy_path)], env)
+    output = b""
+    sent = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        if not sent and b"input is hidden" in output:
+            os.write(fd, new.secret.reveal().encode() + b"\n")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    shown = output.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 0, shown[-800:]
+    assert f"Name it: prod-chat-{date.today().isoformat()}" in shown
+    assert "platform.claude.com/settings/keys" in shown
+    assert new.secret.reveal() not in shown  # not echoed
+    assert "done: every target holds" in shown
+    assert world.held() == [new.secret.fingerprint] * 2
