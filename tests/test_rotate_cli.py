@@ -246,3 +246,20 @@ def test_interactive_run_prints_console_steps_and_reads_the_key_without_echo(wor
     assert new.secret.reveal() not in shown  # not echoed
     assert "done: every target holds" in shown
     assert world.held() == [new.secret.fingerprint] * 2
+
+
+def test_due_date_of_a_dotenv_key_comes_from_the_journal(tmp_path: Path, fake_anthropic, monkeypatch) -> None:
+    """.env keeps no creation time and without an Admin key the API cannot say: the age is
+    unknown (due) until keyvault itself has put a key in place."""
+    world = make_world(tmp_path, fake_anthropic, monkeypatch, admin=False)
+    world.add_dotenv("web")
+    world.write_policy()
+    proc = world.cli("status", "--policy", str(world.policy_path), "--due", "--offline")
+    assert proc.returncode == 1 and "due: unknown" in proc.stdout.decode()
+    new = world.fake.mint_key("new")
+    stage(world, new.secret)
+    assert world.rotate().returncode == 0  # parks awaiting manual revoke
+    proc = world.cli("status", "--policy", str(world.policy_path), "--due", "--format", "json", "--offline")
+    assert proc.returncode == 0, text(proc)
+    due = json.loads(proc.stdout)["environments"][0]["due"]
+    assert due["state"] == "ok" and 89 < due["days_until_due"] <= 90

@@ -234,8 +234,10 @@ class Run:
     def due_now(self) -> Any:
         from keyvault.rotate.due import due
 
+        from keyvault.rotate.due import deployed_at
+
         current = self.primary.read()
-        created = current.created
+        created = current.created or deployed_at(self.journal.state, current.secret.fingerprint)
         expires = None
         try:
             info = self.keys.find(current.secret, self.env.workspace_id) if self.keys.admin else None
