@@ -85,8 +85,12 @@ def test_stage_is_idempotent_and_not_served(sm):
     assert len(labels(sm, "s")) == 2  # the retry made no second version
     assert backend.read().secret == old
     assert backend.read_pending().secret == new
-    # a different staged value replaces the pending one
+    # a different key is refused while one is staged (it may be the only copy of that key)
     newer = make_key()
+    with pytest.raises(ConflictError, match="already staged") as refused:
+        backend.stage(newer)
+    assert new.reveal() not in str(refused.value) and newer.reveal() not in str(refused.value)
+    backend.clear_pending()
     backend.stage(newer)
     assert backend.read_pending().secret == newer
     assert sum("AWSPENDING" in s for s in labels(sm, "s").values()) == 1
@@ -149,8 +153,10 @@ def test_rollback_restores_previous_and_keeps_the_new_as_previous(sm):
     backend.promote(old.fingerprint)
     with pytest.raises(ConflictError):
         backend.rollback(old.fingerprint)
+    assert backend.read_previous().secret == old
     rolled = backend.rollback(new.fingerprint)
     assert rolled.secret == old and backend.read().secret == old
+    assert backend.read_previous().secret == new
     # staging the same value again re-labels the existing version (AWS ignores labels on a replay)
     again = backend.stage(new)
     assert again.secret == new and backend.read_pending().secret == new
@@ -160,6 +166,7 @@ def test_rollback_restores_previous_and_keeps_the_new_as_previous(sm):
 def test_rollback_without_previous(sm):
     key = make_key()
     sm.create_secret(Name="s", SecretString=key.reveal())
+    assert open_backend("aws-sm://s").read_previous() is None
     with pytest.raises(NotFoundError, match="AWSPREVIOUS"):
         open_backend("aws-sm://s").rollback(key.fingerprint)
 
@@ -272,3 +279,31 @@ def test_missing_credentials(aws_moto, monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(PermissionDeniedError, match="no AWS credentials"):
         open_backend("aws-sm://x?region=us-east-1").read()
+
+
+@pytest.mark.parametrize(("code", "error", "says"), [
+    ("AccessDeniedException", PermissionDeniedError, "access denied for secretsmanager:GetSecretValue"),
+    ("DecryptionFailure", PermissionDeniedError, "kms:Decrypt"),
+    ("ExpiredTokenException", PermissionDeniedError, "rejected the credentials"),
+    ("InternalServiceError", BackendError, "InternalServiceError"),
+])
+def test_real_aws_error_shapes(sm, code, error, says):
+    """AWS's own JSON error bodies (moto answers some of these differently) map to the fix."""
+    from botocore.awsrequest import AWSResponse
+
+    key = make_key()
+    sm.create_secret(Name="e", SecretString=key.reveal())
+    backend = open_backend("aws-sm://e")
+    body = json.dumps({"__type": code, "message": "refused"}).encode()
+
+    class Raw:
+        def stream(self, **kw):
+            yield body
+
+    backend.client.meta.events.register_first(
+        "before-send.secrets-manager.GetSecretValue",
+        lambda request, **kw: AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, Raw()),
+    )
+    with pytest.raises(error, match=says) as caught:
+        backend.read()
+    assert key.reveal() not in str(caught.value)

@@ -92,9 +92,11 @@ def test_promote_rollback_and_versions(fake_gcp, api, transport):
     assert backend.read_pending() is None
     listed = {v.version: (v.stages, v.state) for v in backend.versions()}
     assert listed == {"2": (("current",), "enabled"), "1": (("previous",), "enabled")}
+    assert backend.read_previous().secret == old
     with pytest.raises(ConflictError):
         backend.rollback(old.fingerprint)
     assert backend.rollback(new.fingerprint).secret == old
+    assert backend.read_previous().secret == new
     assert aliases(api, "s") == {"current": 1, "previous": 2}
 
 

@@ -119,6 +119,7 @@ def test_stage_promote_rollback_keep_other_fields(kv, path):
     assert backend.read_pending() is None
     # previous = the newest older version with a different key (v2 only changed `owner`)
     put(kv, path, api_key=new.reveal(), owner="team-3")
+    assert backend.read_previous().secret == old and backend.read_previous().version == "2"
     rolled = backend.rollback(new.fingerprint)
     assert rolled.secret == old
     assert current(kv, path)["data"] == {"api_key": old.reveal(), "owner": "team-3"}
@@ -128,13 +129,14 @@ def test_stage_promote_rollback_keep_other_fields(kv, path):
     assert {v.fingerprint for v in listed if v.version in ("1", "5")} == {old.fingerprint}
 
 
-def test_stage_replaces_a_different_pending_and_clear(kv, path):
+def test_stage_refuses_a_different_pending_until_cleared(kv, path):
     put(kv, path, api_key=make_key().reveal())
     backend = open_backend(f"vault://secret/{path}#api_key")
-    backend.stage(make_key())
+    first = backend.stage(make_key())
+    assert first.version == "2"  # the number it will get when promoted
     newer = make_key()
-    backend.stage(newer)
-    assert backend.read_pending().secret == newer
+    with pytest.raises(ConflictError, match="already staged"):
+        backend.stage(newer)
     backend.clear_pending()
     assert backend.read_pending() is None
     backend.stage(newer)  # cas=0 works again once the pending path is gone

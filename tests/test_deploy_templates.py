@@ -4,6 +4,9 @@ CLI accepts (parsed by the real click command, not compared to a string)."""
 from __future__ import annotations
 
 import configparser
+import json
+import os
+import sys
 import re
 import shlex
 import shutil
@@ -297,3 +300,98 @@ def test_container_image_copies_what_exists() -> None:
             for source in sources:
                 assert (ROOT / source).exists(), source
     assert re.search(r"^USER 10001", dockerfile, re.M)
+
+
+# --- AWS Lambda: SAM template and zip layout ---------------------------------------------------
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short-form intrinsics (!Ref, !Sub, !GetAtt, ...)."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {suffix: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def test_sam_template_wires_rotation_to_the_handler() -> None:
+    template = yaml.load((DEPLOY / "aws-lambda" / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506
+    resources = template["Resources"]
+    function = resources["RotationFunction"]["Properties"]
+    assert function["Handler"] == "keyvault.integrations.aws_lambda.handler"
+    assert function["CodeUri"] == "build/keyvault-rotation.zip"
+    assert function["Environment"]["Variables"]["KEYVAULT_POLICY"] == "/var/task/rotation.toml"
+    schedule = resources["RotationSchedule"]["Properties"]
+    assert schedule["RotationRules"] == {"AutomaticallyAfterDays": 90}
+    assert schedule["RotateImmediatelyOnUpdate"] is False
+    assert resources["SecretsManagerInvoke"]["Properties"]["Principal"] == "secretsmanager.amazonaws.com"
+    daily = function["Events"]["Daily"]["Properties"]
+    assert json.loads(daily["Input"]) == {"keyvault": "maintain"}
+    # least privilege: the one secret, its journal and the admin key; no wildcard resources
+    for statement in function["Policies"][0]["Statement"]:
+        for resource in statement["Resource"]:
+            assert "*" not in str(resource).replace("-??????", ""), statement["Sid"]
+
+
+def test_lambda_zip_layout_matches_the_handler(tmp_path: Path) -> None:
+    import zipfile
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[environments.prod]\ntargets = ["aws-sm://prod/anthropic#api_key"]\n')
+    build = subprocess.run(
+        ["bash", str(DEPLOY / "aws-lambda" / "build.sh"), "--no-deps", str(policy)],
+        env={**os.environ, "BUILD_DIR": str(tmp_path / "build"), "PYTHON": sys.executable},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert build.returncode == 0, build.stderr
+    archive = tmp_path / "build" / "keyvault-rotation.zip"
+    names = zipfile.ZipFile(archive).namelist()
+    assert "rotation.toml" in names and "keyvault/integrations/aws_lambda.py" in names
+    assert not any(n.startswith("keyvault/testing/") or "__pycache__" in n for n in names)
+    unpacked = tmp_path / "task"
+    zipfile.ZipFile(archive).extractall(unpacked)
+    # what the Lambda runtime does: import the handler from the task root
+    probe = subprocess.run(
+        [sys.executable, "-c", "import keyvault.integrations.aws_lambda as m, keyvault; print(m.handler.__name__, keyvault.__file__)"],
+        cwd=unpacked, env={**os.environ, "PYTHONPATH": str(unpacked)}, capture_output=True, text=True, timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split()[0] == "handler" and probe.stdout.split()[1].startswith(str(unpacked))
+    bad = subprocess.run(["bash", str(DEPLOY / "aws-lambda" / "build.sh"), "--no-deps", str(tmp_path / "missing.toml")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+# --- GCP: Terraform snippet and function source --------------------------------------------------
+
+
+def test_gcp_snippet_sets_rotation_and_topic_and_deploys_the_entry_point() -> None:
+    import ast
+
+    tf = (DEPLOY / "gcp" / "rotation.tf").read_text()
+    assert re.search(r'rotation_period\s*=\s*"86400s"', tf)
+    assert re.search(r"next_rotation_time\s*=\s*var\.next_rotation_time", tf)
+    assert re.search(r"topics\s*\{\s*name\s*=\s*google_pubsub_topic\.rotate\.id", tf)
+    assert 'event_type            = "google.cloud.pubsub.topic.v1.messagePublished"' in tf
+    entry = re.search(r'entry_point\s*=\s*"(\w+)"', tf)
+    assert entry is not None
+    assert tf.count("{") == tf.count("}")
+    source = ast.parse((DEPLOY / "gcp" / "function" / "main.py").read_text())
+    functions = {f.name: f for f in source.body if isinstance(f, ast.FunctionDef)}
+    assert entry.group(1) in functions  # the deployed entry point exists
+    decorator = functions[entry.group(1)].decorator_list[0]
+    assert ast.unparse(decorator) == "functions_framework.cloud_event"
+    imported = {(n.module, a.name) for n in source.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert ("keyvault.integrations.gcp_rotate", "handle_cloud_event") in imported
+    from keyvault.integrations import gcp_rotate
+
+    assert callable(gcp_rotate.handle_cloud_event)
+    assert "keyvault-anthropic[gcp]" in (DEPLOY / "gcp" / "function" / "requirements.txt").read_text()

@@ -198,3 +198,27 @@ def test_notify_with_bad_environment_url_still_logs_the_event(
     assert "must be http:// or https://" in err
     assert "keyvault: event=failed env=prod" in err
     assert d.delivered is None
+
+
+def test_engine_run_notifications_never_raise_and_name_the_events(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("keyvault.rotate.engine")
+    from keyvault.errors import KeyvaultError
+    from keyvault.integrations.scheduled import notify_run
+    from keyvault.policy import parse_policy
+    from keyvault.rotate.engine import Event, Result
+
+    policy = parse_policy('[environments.prod]\ntargets = ["dotenv://.env#ANTHROPIC_API_KEY"]\n')
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("KEYVAULT_WEBHOOK_URL", hook.url)
+        deployed = Result(env="prod", phase="parked", step="grace", summary="awaiting revoke", new_hint="sk-ant-api03-AAA...AAAA",
+                          events=[Event("update", "promoted"), Event("verify-deploy", "reads back the new key")])
+        assert notify_run(policy, "prod", result=deployed) == ["rotated"]
+        revoked = Result(env="prod", phase="parked", step="archive", summary="revoked",
+                         events=[Event("revoke", "apikey_1 set inactive")])
+        assert notify_run(policy, "prod", result=revoked) == ["revoked"]
+        assert notify_run(policy, "prod", result=Result(env="prod", phase="due", step="plan", summary="due in 3 days")) == ["due"]
+        assert notify_run(policy, "prod", result=Result(env="prod", phase="not-due", step="plan", summary="ok")) == []
+        assert notify_run(policy, "prod", error=KeyvaultError("boom")) == ["failed"]
+        assert notify_run(policy, "nope", error=KeyvaultError("boom")) == []  # unknown env: swallowed
+    assert [r.json["event"] for r in hook.requests] == ["rotated", "revoked", "due", "failed"]
+    assert hook.requests[0].json["target"] == "dotenv://.env#ANTHROPIC_API_KEY"

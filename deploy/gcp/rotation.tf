@@ -66,14 +66,39 @@ resource "google_service_account" "rotator" {
   display_name = "keyvault: rotates the Anthropic API key"
 }
 
-# the rotator reads and manages versions of this one secret; the rotation journal is kept
-# beside it by the gcp-sm backend (policies/ has the exact least-privilege bindings, and the
-# application's read-only one)
-resource "google_secret_manager_secret_iam_member" "rotator" {
-  for_each  = toset(["roles/secretmanager.secretAccessor", "roles/secretmanager.secretVersionManager", "roles/secretmanager.viewer"])
+# the rotation journal lives in the annotations of a sibling secret (the rotator may not
+# create secrets, so it is made here, empty)
+resource "google_secret_manager_secret" "state" {
   project   = var.project
-  secret_id = google_secret_manager_secret.api_key.secret_id
-  role      = each.value
+  secret_id = "${var.secret_id}-keyvault-state"
+  labels    = { keyvault = "rotation-state" }
+  replication {
+    auto {}
+  }
+}
+
+# exactly what rotation does to one secret (policies/gcp/rotator.yaml): no destroy, no delete,
+# no create, no IAM changes
+resource "google_project_iam_custom_role" "rotator" {
+  project     = var.project
+  role_id     = "keyvaultRotator"
+  title       = "keyvault rotator"
+  permissions = [
+    "secretmanager.secrets.get",
+    "secretmanager.secrets.update",
+    "secretmanager.versions.access",
+    "secretmanager.versions.add",
+    "secretmanager.versions.disable",
+    "secretmanager.versions.get",
+    "secretmanager.versions.list",
+  ]
+}
+
+resource "google_secret_manager_secret_iam_member" "rotator" {
+  for_each  = { key = google_secret_manager_secret.api_key.secret_id, state = google_secret_manager_secret.state.secret_id }
+  project   = var.project
+  secret_id = each.value
+  role      = google_project_iam_custom_role.rotator.id
   member    = "serviceAccount:${google_service_account.rotator.email}"
 }
 
@@ -138,4 +163,17 @@ resource "google_cloud_run_service_iam_member" "trigger_invokes" {
   service  = google_cloudfunctions2_function.rotate.name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.rotator.email}"
+}
+
+# the policy's admin_key = "gcp-sm://projects/P/secrets/anthropic-admin-key": read only
+variable "admin_key_secret" {
+  type    = string
+  default = "anthropic-admin-key"
+}
+
+resource "google_secret_manager_secret_iam_member" "admin_key_read" {
+  project   = var.project
+  secret_id = var.admin_key_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.rotator.email}"
 }

@@ -32,6 +32,7 @@ from typing import Any
 
 from keyvault.backends import Source, Version, VersionInfo
 from keyvault.backends import _fields
+from keyvault.backends.localfs import check_state
 from keyvault.errors import (
     BackendError,
     ConflictError,
@@ -157,6 +158,11 @@ class AwsSecretsManagerBackend:
     def _translate(self, exc: Any, operation: str, name: str | None) -> KeyvaultError:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
+        if code.isdigit():  # moto puts the HTTP status here and the real code in an XML message
+            import re
+
+            inner = re.search(r"<Code>([A-Za-z]+)</Code>", str(error.get("Message", "")))
+            code = inner.group(1) if inner else code
         where = self._where(name)
         action = "secretsmanager:" + "".join(p.capitalize() for p in operation.split("_"))
         if code == "ResourceNotFoundException":
@@ -274,8 +280,23 @@ class AwsSecretsManagerBackend:
             return None
         return self._version(self._get(version_id=pending, stage=PENDING), "pending")
 
+    def read_previous(self) -> Version | None:
+        """The version labelled AWSPREVIOUS (what rollback restores), or None."""
+        previous = self._labels().get(PREVIOUS)
+        if previous is None:
+            return None
+        return self._version(self._get(version_id=previous, stage=PREVIOUS), "previous")
+
     def stage(self, secret: Secret) -> Version:
         labels = self._labels()
+        if PENDING in labels:
+            pending = self._version(self._get(version_id=labels[PENDING], stage=PENDING), "pending")
+            if pending.secret == secret:
+                return pending
+            raise ConflictError(
+                f"{self._where()}: another key ({pending.secret.hint}) is already staged; promote it, or "
+                "clear it first if it is abandoned (it may be the only copy of a key shown once)"
+            )
         current_text = self._text(self._get(version_id=labels.get(CURRENT), stage=CURRENT))
         text = _fields.compose(current_text, self.field, secret.reveal(), str(self.source))
         version_id = self._put_labelled(text, PENDING, labels)
@@ -373,6 +394,7 @@ class AwsSecretsManagerBackend:
         return {str(k): str(v) for k, v in data.items()}, str(response["VersionId"])
 
     def write_state(self, state: dict[str, str], expected_token: str | None) -> str:
+        check_state(state, self._where(self.state_name))
         body = json.dumps({str(k): str(v) for k, v in state.items()}, sort_keys=True)
         name = self.state_name
         if expected_token is None:

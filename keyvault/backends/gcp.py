@@ -37,6 +37,7 @@ from typing import Any
 from keyvault._crc32c import crc32c
 from keyvault.backends import Source, Version, VersionInfo
 from keyvault.backends import _fields
+from keyvault.backends.localfs import check_state
 from keyvault.errors import (
     BackendError,
     ConflictError,
@@ -317,13 +318,26 @@ class GcpSecretManagerBackend:
         text, number = self._access(aliases[self.pending_alias])
         return Version(self._value(text), str(number), self._version_meta(number), "pending")
 
+    def read_previous(self) -> Version | None:
+        """The version under the previous alias (what rollback restores), or None."""
+        aliases = dict(self._secret().version_aliases)
+        if self.previous_alias not in aliases:
+            return None
+        text, number = self._access(aliases[self.previous_alias])
+        return Version(self._value(text), str(number), self._version_meta(number), "previous")
+
     def stage(self, secret: Secret) -> Version:
         meta = self._secret()
         aliases = {k: int(v) for k, v in meta.version_aliases.items()}
         if self.pending_alias in aliases:
             text, number = self._access(aliases[self.pending_alias])
-            if self._value(text) == secret:
+            staged = self._value(text)
+            if staged == secret:
                 return Version(secret, str(number), self._version_meta(number), "pending")
+            raise ConflictError(
+                f"{self._where()}: another key ({staged.hint}) is already staged; promote it, or "
+                "clear it first if it is abandoned (it may be the only copy of a key shown once)"
+            )
         current = self._current_number(aliases)
         if self.alias not in aliases:
             # pin what is served now before a new version becomes "latest"
@@ -454,20 +468,27 @@ class GcpSecretManagerBackend:
         return {str(k): str(v) for k, v in data.items()}, str(meta.etag)
 
     def write_state(self, state: dict[str, str], expected_token: str | None) -> str:
+        check_state(state, self._where(self.state_name))
         body = json.dumps({str(k): str(v) for k, v in state.items()}, sort_keys=True)
         if len(body.encode()) > 15 * 1024:
             raise BackendError(f"{self._where(self.state_name)}: rotation state too large for an annotation (16 KiB)")
-        if expected_token is None:
+        try:
+            meta = self._secret(self.state_name)
+        except NotFoundError:
+            if expected_token is not None:
+                raise ConflictError(f"{self._where(self.state_name)}: the rotation state was deleted since it was read") from None
             try:
                 return self._create_state(body)
-            except ConflictError:
+            except ConflictError:  # another rotator created it between the read and the create
                 meta = self._secret(self.state_name)
-                if STATE_ANNOTATION in meta.annotations:
-                    raise ConflictError(
-                        f"{self._where(self.state_name)}: rotation state already exists (another rotator wrote it first)"
-                    ) from None
-                expected_token = str(meta.etag)  # created empty by an administrator: fill it
-        meta = self._secret(self.state_name)
+        if expected_token is None:
+            if STATE_ANNOTATION in meta.annotations:
+                raise ConflictError(
+                    f"{self._where(self.state_name)}: rotation state already exists (another rotator wrote it first)"
+                )
+            # the secret exists without state: created empty by an administrator (the rotator
+            # role cannot create secrets), so fill it
+            expected_token = str(meta.etag)
         if str(meta.etag) != expected_token:
             raise ConflictError(
                 f"{self._where(self.state_name)}: the rotation state changed since it was read "

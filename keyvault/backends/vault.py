@@ -16,7 +16,10 @@ A login token that expires is renewed by logging in again once.
 Rotation on KV v2, which has versions and `cas` but no labels:
 - current = the latest version of PATH;
 - stage = write `{field: new}` to the sibling `PATH__pending` with `cas` (0 when it does not
-  exist), so two stagers cannot silently overwrite each other;
+  exist), so two stagers cannot silently overwrite each other; a different staged key is
+  refused (clear it first). KV v2 numbers a version when it is written, so a staged key's
+  version is the number it gets when promoted (current + 1), as long as nobody else writes
+  PATH in between; promote returns the number actually written;
 - promote = write PATH with the pending value, every other field kept, `cas=<version read>`
   after the fingerprint check: Vault refuses the write if anyone wrote PATH since;
   then delete `PATH__pending`;
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from keyvault.backends import Source, Version, VersionInfo
+from keyvault.backends.localfs import check_state
 from keyvault.errors import (
     BackendError,
     ConflictError,
@@ -279,20 +283,27 @@ class VaultBackend:
         found = self._read_optional(self.pending_path)
         if found is None:
             return None
-        data, version, created = found
-        return Version(Secret(self._value(data, self.pending_path)), f"pending:{version}", created, "pending")
+        data, _, created = found
+        _, current_version, _ = self._read(self.path)
+        return Version(Secret(self._value(data, self.pending_path)), str(current_version + 1), created, "pending")
 
     def stage(self, secret: Secret) -> Version:
-        current, _, _ = self._read(self.path)
+        current, version, _ = self._read(self.path)
         field = self._field_of(current, self.path)
         meta = self._metadata(self.pending_path)
         cas = int(meta["current_version"]) if meta else 0
         if meta:
             found = self._read_optional(self.pending_path)
-            if found is not None and found[0].get(field) == secret.reveal():
-                return Version(secret, f"pending:{found[1]}", found[2], "pending")
-        version, created = self._write(self.pending_path, {field: secret.reveal()}, cas, "stage the new key")
-        return Version(secret, f"pending:{version}", created, "pending")
+            if found is not None:
+                staged = self._value(found[0], self.pending_path, field)
+                if staged == secret.reveal():
+                    return Version(secret, str(version + 1), found[2], "pending")
+                raise ConflictError(
+                    f"{self._where(self.pending_path)}: another key ({Secret(staged).hint}) is already staged; "
+                    "promote it, or clear it first if it is abandoned (it may be the only copy of a key shown once)"
+                )
+        _, created = self._write(self.pending_path, {field: secret.reveal()}, cas, "stage the new key")
+        return Version(secret, str(version + 1), created, "pending")
 
     def clear_pending(self) -> None:
         self._delete_all(self.pending_path)
@@ -313,8 +324,8 @@ class VaultBackend:
         self._delete_all(self.pending_path)
         return Version(Secret(new), str(written), when, "current")
 
-    def _previous(self, data: dict[str, Any], version: int, field: str) -> str | None:
-        """The newest older version's key that differs from the current key."""
+    def _previous(self, data: dict[str, Any], version: int, field: str) -> Version | None:
+        """The newest older version whose key differs from the current key."""
         current = data.get(field)
         meta = self._metadata(self.path) or {}
         versions = meta.get("versions") or {}
@@ -324,13 +335,18 @@ class VaultBackend:
             if info.get("destroyed") or info.get("deletion_time"):
                 continue
             try:
-                old, _, _ = self._read(self.path, number)
+                old, _, created = self._read(self.path, number)
             except NotFoundError:
                 continue
             value = old.get(field)
             if isinstance(value, str) and value != current:
-                return value
+                return Version(Secret(value), str(number), created, "previous")
         return None
+
+    def read_previous(self) -> Version | None:
+        """The key this secret held before the current one (what rollback restores)."""
+        data, version, _ = self._read(self.path)
+        return self._previous(data, version, self._field_of(data, self.path))
 
     def rollback(self, expected_current: str) -> Version:
         data, version, _ = self._read(self.path)
@@ -339,8 +355,8 @@ class VaultBackend:
         previous = self._previous(data, version, field)
         if previous is None:
             raise NotFoundError(f"{self._where()}: no earlier version holds a different key to roll back to")
-        written, when = self._write(self.path, {**data, field: previous}, version, "roll back")
-        return Version(Secret(previous), str(written), when, "current")
+        written, when = self._write(self.path, {**data, field: previous.secret.reveal()}, version, "roll back")
+        return Version(previous.secret, str(written), when, "current")
 
     def _check(self, current: str, expected: str, step: str) -> None:
         found = Secret(current).fingerprint
@@ -377,8 +393,7 @@ class VaultBackend:
             infos.append(VersionInfo(str(number), stages, _created(info), fp, state))
         pending = self._read_optional(self.pending_path)
         if pending is not None and field is not None and isinstance(pending[0].get(field), str):
-            infos.insert(0, VersionInfo(f"pending:{pending[1]}", ("pending",), pending[2],
-                                        Secret(pending[0][field]).fingerprint))
+            infos.insert(0, VersionInfo(str(current + 1), ("pending",), pending[2], Secret(pending[0][field]).fingerprint))
         return infos
 
     def read_state(self) -> tuple[dict[str, str] | None, str | None]:
@@ -391,6 +406,7 @@ class VaultBackend:
         return {str(k): str(v) for k, v in data.items()}, str(version)
 
     def write_state(self, state: dict[str, str], expected_token: str | None) -> str:
+        check_state(state, self._where(self.state_path))
         try:
             cas = int(expected_token) if expected_token is not None else 0
         except ValueError:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "scan": "keyvault.cli.scan:scan",
     "baseline": "keyvault.cli.scan:baseline",
     "hook": "keyvault.cli.scan:hook",
+    "scan-repos": "keyvault.cli.multi_scan:scan_repos",
     "stage": "keyvault.cli.rotate:stage",
     "rotate": "keyvault.cli.rotate:rotate",
     "status": "keyvault.cli.rotate:status",

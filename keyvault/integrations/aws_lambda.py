@@ -151,18 +151,12 @@ def _get_string(ctx: Context, arn: str, **selector: str) -> str | None:
 
 def _key_in(ctx: Context, text: str | None, where: str) -> Secret:
     """The API key inside a version's secret string (`#field` of a JSON secret, or the string)."""
+    from keyvault.backends import _fields
+
     if text is None:
         raise RotationStepError(f"{ctx.target}: {where} has no value")
-    raw = text
-    if ctx.source.field:
-        try:
-            document = json.loads(text)
-        except ValueError:
-            raise RotationStepError(f"{ctx.target}: {where} is not JSON; expected a field {ctx.source.field!r}") from None
-        if not isinstance(document, dict) or not isinstance(document.get(ctx.source.field), str):
-            raise RotationStepError(f"{ctx.target}: {where} has no string field {ctx.source.field!r}")
-        raw = document[ctx.source.field]
     try:
+        raw = _fields.extract(text, ctx.source.field, f"{ctx.target} ({where})")
         return parse_key(raw, expect="api")
     except KeyvaultError as exc:
         raise RotationStepError(f"{ctx.target}: {where}: {exc}") from None
@@ -379,7 +373,13 @@ def finish_secret(ctx: Context, arn: str, token: str) -> str:
 
     from keyvault.rotate.journal import iso, utcnow
 
+    from keyvault.rotate.journal import TERMINAL
+
     where = _check_token(ctx, arn, token)
+    if where == "current":
+        done = _journal(ctx).load()
+        if done is None or done.get("phase") in TERMINAL or done.get("aws_token") != token:
+            return "already current"  # a late retry after the rotation (or a later one) ended
     journal, state = _claim(ctx, token)
     moved = False
     try:
@@ -465,10 +465,30 @@ def start_rotation_from_deposit(ctx: Context) -> str | None:
     kwargs = {"RemoveFromVersionId": holder} if holder and holder != pending else {}
     _call(ctx, "update_secret_version_stage", SecretId=arn, VersionStage=DEPOSIT_LABEL, MoveToVersionId=pending, **kwargs)
     _remove_label(ctx, arn, PENDING, pending)
-    response = _call(ctx, "rotate_secret", SecretId=arn)
+    # naming the configured function again changes nothing on AWS, and moto needs it
+    response = _call(ctx, "rotate_secret", SecretId=arn, RotationLambdaARN=meta["RotationLambdaARN"])
     token = response.get("VersionId", "")
     ctx.log(f"keyvault: [maintain] {ctx.target} staged key {deposit.hint} handed to Secrets Manager rotation {token}")
     return token
+
+
+def native_rotation_under_way(ctx: Context, recent: float = 3600.0) -> str | None:
+    """Why the engine must not run now: Secrets Manager is driving a rotation of this secret
+    (an empty AWSPENDING version, or a journal its steps parked less than `recent` s ago)."""
+    from keyvault.rotate.journal import PARKED, parse_iso, utcnow
+
+    arn = ctx.backend.name  # type: ignore[attr-defined]
+    _, stages = _stages(ctx, arn)
+    pending = _holder(stages, PENDING)
+    if pending is not None and CURRENT not in stages[pending]:
+        if _get_string(ctx, arn, VersionId=pending, VersionStage=PENDING) is None:
+            return f"version {pending} is an empty AWSPENDING (a Secrets Manager rotation under way, or one that never reached createSecret)"
+    state = _journal(ctx).load()
+    if state and state.get("phase") == PARKED and state.get("note") == "aws-rotation":
+        updated = parse_iso(state.get("updated_at"))
+        if updated is not None and (utcnow() - updated).total_seconds() < recent:
+            return f"Secrets Manager rotation {state.get('aws_token')} is between steps (journal step {state.get('step')})"
+    return None
 
 
 def maintain(ctx: Context) -> dict[str, Any]:
@@ -479,6 +499,10 @@ def maintain(ctx: Context) -> dict[str, Any]:
     token = start_rotation_from_deposit(ctx)
     if token is not None:
         return {"action": "rotation-started", "token": token}
+    busy = native_rotation_under_way(ctx)
+    if busy:
+        ctx.log(f"keyvault: [maintain] {ctx.target}: {busy}; nothing to do now")
+        return {"action": "rotation-under-way", "reason": busy}
     outcome = run_scheduled(ctx.policy, ctx.env.name, notifier=ctx.notifier, log=ctx.log)
     return {"action": "engine", **outcome.to_dict()}
 

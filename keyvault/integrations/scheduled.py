@@ -127,3 +127,22 @@ def run_scheduled(
     sent = notify_result(result, notifier, target)
     return Outcome(environment.name, result.phase, result.summary, result.exit_code,
                    [d.event.event for d in sent], result.to_dict())
+
+
+def notify_run(policy: Policy, env: str | None, *, result: Result | None = None,
+               error: BaseException | None = None) -> list[str]:
+    """For `keyvault rotate --non-interactive` and other callers of the engine: send the
+    notifications one run deserves (from its Result, or "failed" for its error). Never raises:
+    a notification must not change the outcome or the exit code of the rotation."""
+    try:
+        environment = policy.environment(env)
+        notifier = notifier_for(policy)
+        if error is not None:
+            delivery = notifier.notify("failed", env=environment.name, target=environment.primary.source,
+                                       detail=str(error) if isinstance(error, KeyvaultError) else type(error).__name__)
+            return [delivery.event.event]
+        if result is not None:
+            return [d.event.event for d in notify_result(result, notifier, environment.primary.source)]
+    except Exception:  # noqa: BLE001 - best effort by contract
+        return []
+    return []
