@@ -26,6 +26,7 @@ from keyvault.redact import credential_in, redact
 
 KEY_CHARS = string.ascii_letters + string.digits + "_-"
 _RUN = re.compile(r"[A-Za-z0-9_-]{16,}")
+_PREFIX = re.compile(r"sk-ant-(?:[a-z]{2,10}[0-9]{2}-)?")
 AUDIT_KEY = b"f" * 32
 
 
@@ -35,9 +36,11 @@ AUDIT_KEY = b"f" * 32
 def echoed(source: str, message: str, width: int = 16) -> str | None:
     """A run of `width` key characters from `source` that `message` repeats, or None.
 
-    Messages quote at most 15 key characters in a row (`sk-ant-admin01-`), so 16 from the
-    input showing up in a message means the message echoes the input."""
-    for m in _RUN.finditer(source):
+    Family prefixes are cut out first: a message may name the family and show a hint
+    (`sk-ant-api03-R2D...igAA`), which is 16 key characters in a row with the prefix. Messages
+    hold no other run of 16 key characters, so 16 from the input's body in a message means the
+    message echoes the input."""
+    for m in _RUN.finditer(_PREFIX.sub(" ", source)):
         run = m.group(0)
         for i in range(len(run) - width + 1):
             if run[i:i + width] in message:
