@@ -254,9 +254,84 @@ def check_audit_verify(data: bytes, directory: Path | None = None) -> None:
             assert problem.line is None or 1 <= problem.line <= data.count(b"\n") + 1
 
 
+# --- .env rewriting (dotenv backend) ---------------------------------------------------------
+
+ENV_NAME = "ANTHROPIC_API_KEY"
+_KEY_LINE = re.compile(r"^[ \t]*(?:export[ \t]+)?ANTHROPIC_API_KEY(?:_PENDING|_PREVIOUS)?[ \t]*=", re.M)
+other_lines = st.sampled_from([
+    "# settings", "", "   ", "\t", "FOO=bar", "export BAR='x y'", 'MULTI="line one\nline two"', "BAD LINE",
+    "=novalue", "KEY.DOT=1", "X=1 # comment", "Y=${FOO}", "\u00c9=\u00e9\u2028", "\t  INDENTED=1",
+    "ANTHROPIC_API_KEY_X=not-the-key", "# ANTHROPIC_API_KEY is set below", "QUOTED='it''s'",
+    "EMPTY=", "ESC=\"tab\\tnewline\\n\"", "export", "#", "SPACE = 2",
+])
+key_line_styles = st.sampled_from(["{n}={k}", 'export {n}="{k}"', "{n}='{k}' # prod", "{n} = {k}", "  {n}={k}"])
+
+
+@st.composite
+def dotenv_docs(draw: st.DrawFn) -> tuple[str, str]:
+    """(a .env text with one key line among other lines, the line-ending it uses)."""
+    before = draw(st.lists(other_lines, max_size=5))
+    after = draw(st.lists(other_lines, max_size=5))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    key_line = draw(key_line_styles).format(n=ENV_NAME, k="{old}")
+    lines = [*before, key_line, *after]
+    text = newline.join(lines) + (newline if draw(st.booleans()) else "")
+    return text, newline
+
+
+def _others(text: str) -> list[str]:
+    """The lines that are not the key's three slots, each with its own line ending."""
+    return [line for line in text.splitlines(keepends=True) if not _KEY_LINE.match(line)]
+
+
+def _same_lines(before: list[str], after: list[str]) -> bool:
+    # the last line may gain a line ending when a slot line is appended after it
+    if len(before) != len(after):
+        return False
+    return all(b == a or (i == len(before) - 1 and a.rstrip("\r\n") == b) for i, (b, a) in enumerate(zip(before, after)))
+
+
+def check_dotenv_rewrite(doc: tuple[str, str], directory: Path | None = None) -> None:
+    """stage, promote and rollback change only the key's own lines: every other line stays
+    byte-identical, and python-dotenv reads every other variable as before."""
+    from dotenv import dotenv_values
+
+    from keyvault.backends import open_backend
+    from keyvault.errors import KeyvaultError
+    from keyvault.testing.keygen import make_key
+
+    template, _ = doc
+    old, new = make_key(), make_key()
+    text = template.replace("{old}", old.reveal())
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        path = Path(tmp) / ".env"
+        path.write_bytes(text.encode("utf-8"))
+        values = {k: v for k, v in dotenv_values(path).items() if not k.startswith(ENV_NAME + "_") and k != ENV_NAME}
+        backend = open_backend(f"dotenv://{path}#{ENV_NAME}")
+        try:
+            if backend.read().secret != old:
+                return  # an odd line before the key swallowed it (e.g. an unclosed quote): nothing to rewrite
+        except KeyvaultError:
+            return
+        steps = [("stage", lambda: backend.stage(new)), ("promote", lambda: backend.promote(old.fingerprint)),
+                 ("rollback", lambda: backend.rollback(new.fingerprint))]
+        for step, call in steps:
+            try:
+                call()
+            except KeyvaultError as exc:
+                assert credential_in(str(exc)) is None, f"{step}: the error echoes a key"
+                return
+            after = path.read_bytes().decode("utf-8")
+            assert _same_lines(_others(text), _others(after)), f"{step} changed a line it does not own"
+            now = {k: v for k, v in dotenv_values(path).items() if not k.startswith(ENV_NAME + "_") and k != ENV_NAME}
+            assert now == values, f"{step} changed how another variable reads"
+        assert backend.read().secret == old and backend.versions()
+
+
 TARGETS: dict[str, tuple[Callable[..., None], st.SearchStrategy]] = {  # type: ignore[type-arg]
     "parse_key": (check_parse_key, key_inputs),
     "parse_source": (check_parse_source, source_inputs),
     "redact": (check_redact, redact_inputs),
     "audit_verify": (check_audit_verify, audit_inputs),
+    "dotenv_rewrite": (check_dotenv_rewrite, dotenv_docs()),
 }

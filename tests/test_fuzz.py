@@ -83,6 +83,12 @@ def test_audit_verify_fuzz(data: bytes) -> None:
     ft.check_audit_verify(data)
 
 
+@settings(phases=PHASES, max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(ft.dotenv_docs())
+def test_dotenv_rewrite_fuzz(doc: tuple[str, str]) -> None:
+    ft.check_dotenv_rewrite(doc)
+
+
 @settings(phases=PHASES, max_examples=25, deadline=2000, suppress_health_check=list(HealthCheck), database=None)
 @given(ft.corrupted_logs())
 def test_audit_cli_on_corrupted_logs(data: bytes) -> None:
