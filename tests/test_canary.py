@@ -374,3 +374,33 @@ def test_get_api_key_and_load_env_log_and_raise_without_the_key(
     texts += [r.getMessage() for r in caplog.records]
     for text in texts:
         assert find_leak(text) is None, "the start-up API leaked the canary"
+
+
+def test_dotenv_writes_keep_the_key_in_the_env_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stage/promote/rotation state in process: git is run (tracked-file guard) with paths only;
+    the lock, state and temp files hold no value."""
+    from keyvault.backends import open_backend
+    from keyvault.testing.keygen import make_key
+    from tests.canary import ProcWatcher, collect_files, make_shim, read_shim_log
+
+    old = make_key()
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"DEBUG=1\nANTHROPIC_API_KEY={old.reveal()}\n")
+    shim = make_shim(tmp_path / ".canary" / "bin", tmp_path / ".canary" / "argv.log")
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    backend = open_backend(f"dotenv://{env_file}#ANTHROPIC_API_KEY")
+    with ProcWatcher(os.getpid()) as watcher:
+        backend.stage(CANARY)
+        backend.promote(old.fingerprint)
+        state, token = backend.read_state()
+        backend.write_state({"step": "promoted", "new": CANARY.fingerprint, "hint": CANARY.hint}, token)
+        with pytest.raises(KeyvaultError) as info:
+            backend.write_state({"new": VALUE}, backend.read_state()[1])
+    argvs = watcher.argvs + read_shim_log(tmp_path / ".canary" / "argv.log")
+    assert any(a and a[0].endswith("git") for a in argvs), "the git guard must have run (and been seen)"
+    from tests.canary import CanaryRun
+
+    run = CanaryRun(["dotenv stage/promote"], 0, "", "", argvs, collect_files(tmp_path, [env_file]),
+                    extra={"error": str(info.value)})
+    assert_clean(run)
+    assert find_leak(env_file.read_bytes()) is not None, "the key must be in the .env file itself"
