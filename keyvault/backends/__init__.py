@@ -18,6 +18,32 @@ Every backend maps the same operations onto its storage's own mechanism:
   two rotators cannot both win.
 
 A backend that cannot do a step raises `UnsupportedOperation` with the reason.
+
+Writing a third-party backend
+-----------------------------
+A backend is a class whose constructor takes the parsed `Source` and which implements the
+`Backend` protocol below (subclass `ReadOnlyBackend` for a storage you can only read). Declare
+it in your package's metadata under the entry-point group `keyvault.backends`; the entry-point
+name is the URI scheme:
+
+    # pyproject.toml of keyvault-onepassword
+    [project.entry-points."keyvault.backends"]
+    op = "keyvault_onepassword:OnePasswordBackend"
+
+    # keyvault_onepassword.py
+    class OnePasswordBackend(ReadOnlyBackend):
+        read_only_reason = "1Password items are edited in 1Password"
+        def __init__(self, source: Source) -> None:     # op://vault/item#field
+            self.source = source
+        def read(self) -> Version: ...                    # Version(Secret(value), version_id, created)
+        def versions(self) -> list[VersionInfo]: ...
+
+Then `open_backend("op://Prod/anthropic#credential")`, `keyvault.get_api_key("op://...")` and
+`keyvault get --source op://...` use it. Rules: raise `keyvault.errors` classes whose messages
+name the source, the reason and the fix, never the value; wrap values in `Secret`; import your
+SDK inside the class, not at module level; `write_state` refuses key values
+(`keyvault.backends.localfs.check_state`). Run the shared contract suite against it: add a
+`contract_<scheme>` fixture returning `make(initial) -> Backend`, as tests/fixtures/local.py does.
 """
 
 from __future__ import annotations

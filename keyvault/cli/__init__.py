@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "scan": "keyvault.cli.scan:scan",
     "baseline": "keyvault.cli.scan:baseline",
     "hook": "keyvault.cli.scan:hook",
+    "scan-repos": "keyvault.cli.multi_scan:scan_repos",
     "stage": "keyvault.cli.rotate:stage",
     "rotate": "keyvault.cli.rotate:rotate",
     "status": "keyvault.cli.rotate:status",
@@ -89,7 +90,18 @@ def main(argv: list[str] | None = None) -> Any:
     disable_core_dumps()  # before any key is read: a crash must leave no core file holding it
     debug = "--debug" in args
     try:
-        return cli.main(args=args, prog_name="keyvault", standalone_mode=True)
+        rv = cli.main(args=args, prog_name="keyvault", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        # usage errors quote what was typed ("No such command '...'"): a key pasted as an
+        # argument must not be echoed back into the terminal's scrollback or a CI log
+        from keyvault.redact import redact
+
+        exc.message = redact(exc.message)
+        exc.show()
+        sys.exit(exc.exit_code)
     except KeyvaultError as exc:
         if debug:
             import traceback
@@ -110,3 +122,6 @@ def main(argv: list[str] | None = None) -> Any:
             err=True,
         )
         sys.exit(2)
+    if isinstance(rv, int):  # ctx.exit(code), --help and --version under standalone_mode=False
+        sys.exit(rv)
+    return None
