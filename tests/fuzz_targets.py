@@ -328,10 +328,161 @@ def check_dotenv_rewrite(doc: tuple[str, str], directory: Path | None = None) ->
         assert backend.read().secret == old and backend.versions()
 
 
+# --- policy files ------------------------------------------------------------------------------
+
+_SHIPPED_POLICY = (Path(__file__).resolve().parent.parent / "policies" / "rotation.toml")
+policy_scalars = st.one_of(
+    st.sampled_from(["", "chat", "24h", "0", "-1s", "2w", "1.5d", "30 d", "x", "{env}-{app}-{date}", "{bad}", "{",
+                     "env://ANTHROPIC_ADMIN_KEY", "dotenv://.env#ANTHROPIC_API_KEY", "vault://secret/a#k",
+                     "file://~/.config/keyvault/store#prod", "aws-sm://p/a?region=us-east-1#k", "http://x",
+                     "wrkspc_01", "ANTHROPIC_API_KEY", "exit 0", "nope://x"]),
+    st.integers(-5, 5000), st.booleans(), st.text(max_size=12), st.floats(allow_nan=False, allow_infinity=False),
+)
+_ROT_KEYS = ["app", "max_age_days", "warn_days", "grace", "archive_delay", "workspace_id", "name_template",
+             "admin_key", "base_url", "api_key"]
+_TARGET_KEYS = ["source", "check", "check_timeout", "check_env", "sorce"]
+
+
+def _toml(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+@st.composite
+def policy_docs(draw: st.DrawFn) -> str:
+    if draw(st.integers(0, 4)) == 0:  # the shipped policy with a few bytes changed
+        text = _SHIPPED_POLICY.read_text()
+        for _ in range(draw(st.integers(1, 3))):
+            i = draw(st.integers(0, len(text) - 1))
+            text = text[:i] + draw(st.text(max_size=3)) + text[i + draw(st.integers(0, 3)):]
+        return text
+    lines = ["[rotation]"] if draw(st.booleans()) or True else []
+    for key in draw(st.lists(st.sampled_from(_ROT_KEYS), max_size=5, unique=True)):
+        lines.append(f"{key} = {_toml(draw(policy_scalars))}")
+    for env in draw(st.lists(st.sampled_from(["prod", "dev", "bad name", "x" * 70]), max_size=2, unique=True)):
+        name = env if " " not in env else f'"{env}"'
+        lines.append(f"[environments.{name}]")
+        if draw(st.booleans()):
+            sources = draw(st.lists(policy_scalars, max_size=3))
+            lines.append(f"targets = {_toml(sources)}")
+        else:
+            for _ in range(draw(st.integers(0, 3))):
+                lines.append(f"[[environments.{name}.targets]]")
+                for key in draw(st.lists(st.sampled_from(_TARGET_KEYS), max_size=3, unique=True)):
+                    lines.append(f"{key} = {_toml(draw(policy_scalars))}")
+    return "\n".join(lines) + "\n"
+
+
+def check_policy(text: str) -> None:
+    from keyvault.policy import PolicyError, parse_policy
+
+    try:
+        policy = parse_policy(text)
+    except PolicyError as exc:
+        assert str(exc).startswith("policy"), "a policy error names the file first"
+        return
+    assert policy.environments and all(env.targets for env in policy.environments.values())
+
+
+@st.composite
+def keyed_policy_docs(draw: st.DrawFn) -> str:
+    """A policy with a key value pasted into one setting (a common accident)."""
+    key = "sk-ant-api03-" + draw(st.text(alphabet=KEY_CHARS, min_size=93, max_size=93)) + "AA"
+    slot = draw(st.sampled_from(["admin_key", "base_url", "name_template", "app", "source", "check_env",
+                                 "check_timeout", "leading-space-source", "bare-key"]))
+    rot = {"app": "chat"}
+    target: dict[str, str] = {"source": "dotenv://.env#ANTHROPIC_API_KEY"}
+    bare = ""
+    if slot in ("admin_key", "base_url", "app"):
+        rot[slot] = key
+    elif slot == "name_template":
+        rot[slot] = "{" + key + "}"
+    elif slot == "leading-space-source":
+        target["source"] = " " + key
+    elif slot == "bare-key":
+        bare = f"{key} = 1\n"
+    else:
+        target[slot] = key
+    lines = [bare + "[rotation]", *(f"{k} = {_toml(v)}" for k, v in rot.items()), "[[environments.prod.targets]]",
+             *(f"{k} = {_toml(v)}" for k, v in target.items())]
+    return "\n".join(lines) + "\n"
+
+
+def check_policy_no_echo(text: str) -> None:
+    from keyvault.policy import PolicyError, parse_policy
+
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        assert credential_in(str(exc)) is None, "the policy error echoes a key value"
+
+
+# --- webhook payloads (GCP Secret Manager notifications) --------------------------------------
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+@st.composite
+def pubsub_events(draw: st.DrawFn) -> object:
+    """Pub/Sub pushes and CloudEvents, well-formed and not."""
+    import base64
+    import json
+
+    attributes = draw(st.one_of(
+        st.fixed_dictionaries({
+            "eventType": st.sampled_from(["SECRET_ROTATE", "SECRET_VERSION_ADD", "TOPIC_CONFIGURED", "", "X"]),
+            "secretId": st.sampled_from(["projects/p/secrets/s", "projects/p/locations/l/secrets/s", "s", "", "a/b"]),
+        }),
+        json_values,
+    ))
+    data = draw(st.one_of(
+        st.none(),
+        json_values.map(lambda v: base64.b64encode(json.dumps(v).encode()).decode()),
+        st.text(max_size=20),
+        st.just(base64.b64encode(b"\xff\xfe").decode()),
+    ))
+    message = {"attributes": attributes, "messageId": draw(st.text(max_size=5))}
+    if data is not None:
+        message["data"] = data
+    wrapper = draw(st.sampled_from(["push", "cloudevent-dict", "cloudevent-json", "message", "random"]))
+    if wrapper == "push":
+        return {"message": message, "subscription": "projects/p/subscriptions/s"}
+    if wrapper == "cloudevent-dict":
+        return {"data": {"message": message}}
+    if wrapper == "cloudevent-json":
+        return {"data": json.dumps({"message": message})}
+    if wrapper == "message":
+        return message
+    return draw(json_values)
+
+
+def check_pubsub(event: object) -> None:
+    from keyvault.integrations.gcp_rotate import MessageError, parse_notification
+
+    try:
+        note = parse_notification(event)
+    except MessageError:
+        return
+    assert isinstance(note.event_type, str) and note.event_type and isinstance(note.secret, dict)
+
+
 TARGETS: dict[str, tuple[Callable[..., None], st.SearchStrategy]] = {  # type: ignore[type-arg]
     "parse_key": (check_parse_key, key_inputs),
     "parse_source": (check_parse_source, source_inputs),
     "redact": (check_redact, redact_inputs),
     "audit_verify": (check_audit_verify, audit_inputs),
     "dotenv_rewrite": (check_dotenv_rewrite, dotenv_docs()),
+    "policy": (check_policy, policy_docs()),
+    "pubsub": (check_pubsub, pubsub_events()),
 }

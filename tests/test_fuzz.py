@@ -72,6 +72,30 @@ def test_source_uri_errors_never_echo_a_key(shape: str) -> None:
 
 
 @bounded
+@given(ft.policy_docs())
+def test_policy_fuzz(text: str) -> None:
+    ft.check_policy(text)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "finding in keyvault/policy.py (not this branch's file): some errors quote the offending value "
+    "(base_url 'got ...', name_template, an unknown TOML key, check_env, a source that fails "
+    "parse_source), so a key pasted into a policy is echoed into the job's log; fix: quote "
+    "keyvault.redact.redact(...) of each value. Remove this mark with the fix."))
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # hypothesis' failure report imports libcst
+@settings(phases=PHASES, max_examples=60, deadline=None, database=None)
+@given(ft.keyed_policy_docs())
+def test_policy_errors_never_echo_a_key(text: str) -> None:
+    ft.check_policy_no_echo(text)
+
+
+@bounded
+@given(ft.pubsub_events())
+def test_pubsub_notification_fuzz(event: object) -> None:
+    ft.check_pubsub(event)
+
+
+@bounded
 @given(ft.redact_inputs)
 def test_redact_fuzz(text: str) -> None:
     ft.check_redact(text)
