@@ -391,12 +391,12 @@ def check_policy(text: str) -> None:
     assert policy.environments and all(env.targets for env in policy.environments.values())
 
 
-@st.composite
-def keyed_policy_docs(draw: st.DrawFn) -> str:
+POLICY_KEY_SLOTS = ("admin_key", "base_url", "name_template", "app", "source", "check_env", "check_timeout",
+                    "leading-space-source", "bare-key")
+
+
+def keyed_policy(slot: str, key: str) -> str:
     """A policy with a key value pasted into one setting (a common accident)."""
-    key = "sk-ant-api03-" + draw(st.text(alphabet=KEY_CHARS, min_size=93, max_size=93)) + "AA"
-    slot = draw(st.sampled_from(["admin_key", "base_url", "name_template", "app", "source", "check_env",
-                                 "check_timeout", "leading-space-source", "bare-key"]))
     rot = {"app": "chat"}
     target: dict[str, str] = {"source": "dotenv://.env#ANTHROPIC_API_KEY"}
     bare = ""
@@ -415,13 +415,23 @@ def keyed_policy_docs(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+@st.composite
+def keyed_policy_docs(draw: st.DrawFn) -> str:
+    key = "sk-ant-api03-" + draw(st.text(alphabet=KEY_CHARS, min_size=93, max_size=93)) + "AA"
+    return keyed_policy(draw(st.sampled_from(POLICY_KEY_SLOTS)), key)
+
+
 def check_policy_no_echo(text: str) -> None:
+    """A policy never holds a key value: one pasted into any setting is refused, and the error
+    does not repeat it (it goes into an unattended job's log)."""
     from keyvault.policy import PolicyError, parse_policy
 
     try:
         parse_policy(text)
     except PolicyError as exc:
         assert credential_in(str(exc)) is None, "the policy error echoes a key value"
+        return
+    raise AssertionError("a policy holding a key value was accepted")
 
 
 # --- webhook payloads (GCP Secret Manager notifications) --------------------------------------

@@ -401,3 +401,20 @@ def test_dotenv_writes_keep_the_key_in_the_env_file_only(tmp_path: Path, monkeyp
                     extra={"error": str(info.value)})
     assert_clean(run)
     assert find_leak(env_file.read_bytes()) is not None, "the key must be in the .env file itself"
+
+
+def test_demo_shows_no_key_and_leaves_none_behind(tmp_path: Path) -> None:
+    """The demo mints its own keys, so there is no canary to grep: any credential value at all
+    (keyvault.redact.credential_in) in its output, its children's argv or the files it leaves
+    in the sandbox (temp dir included) is a leak."""
+    from keyvault.redact import credential_in
+
+    requires("demo")
+    run = run_cli(tmp_path, ["demo"], via="none", timeout=120)
+    found = [name for name, text in (("stdout", run.stdout), ("stderr", run.stderr)) if credential_in(text)]
+    found += [f"argv of {argv[0]!r}" for argv in run.argvs if credential_in("\0".join(argv))]
+    found += [f"file {path}" for path, data in run.files.items() if credential_in(data.decode("latin-1"))]
+    assert not found, "keyvault demo showed or left a key: " + ", ".join(found)
+    assert "Traceback" not in run.stderr
+    if LazyGroup._load("scan") is not None:
+        assert run.code == 0, run.stderr[-400:]

@@ -77,16 +77,21 @@ def test_policy_fuzz(text: str) -> None:
     ft.check_policy(text)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding in keyvault/policy.py (not this branch's file): some errors quote the offending value "
-    "(base_url 'got ...', name_template, an unknown TOML key, check_env, a source that fails "
-    "parse_source), so a key pasted into a policy is echoed into the job's log; fix: quote "
-    "keyvault.redact.redact(...) of each value. Remove this mark with the fix."))
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # hypothesis' failure report imports libcst
-@settings(phases=PHASES, max_examples=60, deadline=None, database=None)
-@given(ft.keyed_policy_docs())
-def test_policy_errors_never_echo_a_key(text: str) -> None:
-    ft.check_policy_no_echo(text)
+POLICY_ECHO = pytest.mark.xfail(strict=True, reason=(
+    "finding in keyvault/policy.py (not this branch's file): `app` accepts a key value (it then goes into "
+    "the suggested Console key name), and errors for base_url, name_template, check_env, check_timeout, a "
+    "TOML key, or a source with a leading space quote the value, so a key pasted into a policy is echoed "
+    "into the job's log; fix: refuse any value holding keyvault.redact.credential_in, and quote "
+    "redact(...) of values. Remove this mark with the fix."))
+
+
+@pytest.mark.parametrize("slot", [
+    pytest.param(slot, marks=() if slot in ("admin_key", "source") else POLICY_ECHO) for slot in ft.POLICY_KEY_SLOTS
+])
+def test_policy_refuses_a_key_without_echoing_it(slot: str) -> None:
+    from keyvault.testing.keygen import make_key
+
+    ft.check_policy_no_echo(ft.keyed_policy(slot, make_key().reveal()))
 
 
 @bounded
@@ -252,6 +257,15 @@ def test_long_fuzz(target: str) -> None:
         check(data)
 
     run()
+
+
+@pytest.mark.slow
+@slow
+@POLICY_ECHO
+@long_run
+@given(ft.keyed_policy_docs())
+def test_long_policy_refuses_keys_without_echo(text: str) -> None:
+    ft.check_policy_no_echo(text)
 
 
 @pytest.mark.slow
