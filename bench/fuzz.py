@@ -97,6 +97,9 @@ def run_atheris(name: str, seconds: int) -> dict[str, object]:
 
 
 def main() -> int:
+    import logging
+
+    logging.getLogger("dotenv").setLevel(logging.ERROR)  # "could not parse statement": expected here
     if len(sys.argv) > 2 and sys.argv[1] == "--atheris-child":
         atheris_child(sys.argv[2], sys.argv[3:])
         return 0
