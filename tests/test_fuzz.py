@@ -77,6 +77,21 @@ def test_policy_fuzz(text: str) -> None:
     ft.check_policy(text)
 
 
+@pytest.mark.xfail(strict=True, raises=(OverflowError, ValueError), reason=(
+    "bug in keyvault/policy.py parse_duration (not this branch's file), found by bench/fuzz.py: a huge or "
+    "non-finite duration (grace = 86400000000000.0, \"99999999999w\", inf, nan) raises OverflowError or "
+    "ValueError from timedelta instead of PolicyError, so `keyvault rotate` says 'internal error'. Fix: "
+    "refuse non-finite values and anything over a bound (e.g. 3650 days) with a PolicyError naming the "
+    "line. Remove this mark with the fix."))
+@pytest.mark.parametrize("value", ["86400000000000.0", '"99999999999w"', "inf", "nan", "1e300"])
+def test_policy_huge_or_infinite_durations_are_policy_errors(value: str) -> None:
+    from keyvault.policy import PolicyError, parse_policy
+
+    text = f'[rotation]\ngrace = {value}\n[environments.prod]\ntargets = ["dotenv://.env#ANTHROPIC_API_KEY"]\n'
+    with pytest.raises(PolicyError, match="rotation.grace"):
+        parse_policy(text)
+
+
 POLICY_ECHO = pytest.mark.xfail(strict=True, reason=(
     "finding in keyvault/policy.py (not this branch's file): `app` accepts a key value (it then goes into "
     "the suggested Console key name), and errors for base_url, name_template, check_env, check_timeout, a "
