@@ -198,11 +198,6 @@ def test_a_key_pasted_as_a_command_argument_is_not_echoed(tmp_path: Path) -> Non
         assert_clean(run)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in keyvault/resolve.py and keyvault/backends (not this branch's files): errors quote the source "
-    "URI as given, so `get --source KEY`, `KEYVAULT_SOURCE=KEY` and `--source env://KEY` print the key on "
-    "stderr; fix at the source (quote keyvault.redact.redact(uri)) and, as a backstop, redact the one line "
-    "main() prints: click.echo(f'keyvault: error: {redact(str(exc))}'). Remove this mark with the fix."))
 def test_a_key_pasted_as_a_source_is_not_echoed(tmp_path: Path) -> None:
     requires("get")
     cases: list[tuple[list[str], dict[str, str]]] = [

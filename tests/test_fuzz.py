@@ -49,18 +49,13 @@ def test_parse_source_fuzz(uri: str) -> None:
     ft.check_parse_source(uri)
 
 
-ECHO_BUG = pytest.mark.xfail(strict=True, reason=(
-    "bug in keyvault/backends/__init__.py, env.py, dotenv.py (not this branch's files): SourceError "
-    "messages quote the URI, its scheme, location or field with !r, so a key pasted as KEYVAULT_SOURCE or "
-    "--source is echoed to stderr; fix: quote keyvault.redact.redact(...) of each. Remove this mark with "
-    "the fix."))
 KEYED_URIS = [
-    pytest.param("{key}", id="bare-key", marks=ECHO_BUG),
-    pytest.param("{key}://x", id="key-as-scheme", marks=ECHO_BUG),
-    pytest.param("vault://a?x={key}&token=1", id="key-in-query", marks=ECHO_BUG),
-    pytest.param("vault://a?{key}&&", id="key-in-bad-query", marks=ECHO_BUG),
-    pytest.param("env://{key}", id="key-as-location", marks=ECHO_BUG),
-    pytest.param("dotenv://.env#{key}", id="key-as-field", marks=ECHO_BUG),
+    pytest.param("{key}", id="bare-key"),
+    pytest.param("{key}://x", id="key-as-scheme"),
+    pytest.param("vault://a?x={key}&token=1", id="key-in-query"),
+    pytest.param("vault://a?{key}&&", id="key-in-bad-query"),
+    pytest.param("env://{key}", id="key-as-location"),
+    pytest.param("dotenv://.env#{key}", id="key-as-field"),
 ]
 
 
@@ -201,11 +196,6 @@ def test_parse_key_1mb_is_linear(name: str) -> None:
     assert_linear(parse_key, KEY_MB[name])
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError), reason=(
-    "bug in keyvault/keys.py _trim (not this branch's file): `while text[0] == text[-1] in quotes: "
-    "text = text[1:-1].strip()` copies the text once per quote pair, O(n^2): 384 KB of nested quotes "
-    "take ~1 s, 1 MB ~10 s (a pasted file of quotes hangs the pre-commit hook or verify). Fix: count the matching quote pairs first, slice once. Remove this mark "
-    "with the fix."))
 @pytest.mark.parametrize("name", sorted(QUADRATIC))
 def test_parse_key_1mb_nested_quotes_is_linear(name: str) -> None:
     # 256 KB: linear code strips it in about a millisecond, this loop takes ~0.6 s
@@ -285,7 +275,6 @@ def test_long_policy_refuses_keys_without_echo(text: str) -> None:
 
 @pytest.mark.slow
 @slow
-@ECHO_BUG
 @long_run
 @given(ft.keyed_source_inputs)
 def test_long_source_uri_errors_never_echo_a_key(uri: str) -> None:
