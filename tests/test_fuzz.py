@@ -49,13 +49,19 @@ def test_parse_source_fuzz(uri: str) -> None:
     ft.check_parse_source(uri)
 
 
+BACKEND_ECHO = pytest.mark.xfail(strict=True, reason=(
+    "bug in keyvault/backends/env.py and dotenv.py (not this branch's files): their constructors' "
+    "SourceError quotes the variable name with !r ('...' is not an environment variable name), so "
+    "open_backend('env://KEY') raises an exception whose text holds the key (the CLI's error line is "
+    "redacted by main(), a library caller's log is not); fix: quote redact(name). Remove this mark with "
+    "the fix."))
 KEYED_URIS = [
     pytest.param("{key}", id="bare-key"),
     pytest.param("{key}://x", id="key-as-scheme"),
     pytest.param("vault://a?x={key}&token=1", id="key-in-query"),
     pytest.param("vault://a?{key}&&", id="key-in-bad-query"),
-    pytest.param("env://{key}", id="key-as-location"),
-    pytest.param("dotenv://.env#{key}", id="key-as-field"),
+    pytest.param("env://{key}", id="key-as-location", marks=BACKEND_ECHO),
+    pytest.param("dotenv://.env#{key}", id="key-as-field", marks=BACKEND_ECHO),
 ]
 
 
@@ -89,14 +95,15 @@ def test_policy_huge_or_infinite_durations_are_policy_errors(value: str) -> None
 
 POLICY_ECHO = pytest.mark.xfail(strict=True, reason=(
     "finding in keyvault/policy.py (not this branch's file): `app` accepts a key value (it then goes into "
-    "the suggested Console key name), and errors for base_url, name_template, check_env, check_timeout, a "
-    "TOML key, or a source with a leading space quote the value, so a key pasted into a policy is echoed "
+    "the suggested Console key name), and errors for base_url, name_template, check_env, check_timeout or a "
+    "TOML key quote the value, so a key pasted into a policy is echoed "
     "into the job's log; fix: refuse any value holding keyvault.redact.credential_in, and quote "
     "redact(...) of values. Remove this mark with the fix."))
 
 
 @pytest.mark.parametrize("slot", [
-    pytest.param(slot, marks=() if slot in ("admin_key", "source") else POLICY_ECHO) for slot in ft.POLICY_KEY_SLOTS
+    pytest.param(slot, marks=() if slot in ("admin_key", "source", "leading-space-source") else POLICY_ECHO)
+    for slot in ft.POLICY_KEY_SLOTS
 ])
 def test_policy_refuses_a_key_without_echoing_it(slot: str) -> None:
     from keyvault.testing.keygen import make_key
@@ -184,8 +191,8 @@ KEY_MB = {
     "assignments": _rep("A="),
     "one-quote-pair": _rep("A", "'", "'"),
 }
-QUADRATIC = {
-    # each pass of the quote-stripping loop copies the text: n/2 passes of n bytes
+NESTED_QUOTES = {
+    # once quadratic (each pass of the quote-stripping loop copied the text): found by this file
     "nested-quotes": _rep("'"),
     "nested-mixed-quotes": lambda n: "'\"`" * (n // 6) + "`\"'" * (n // 6),
 }
@@ -196,10 +203,9 @@ def test_parse_key_1mb_is_linear(name: str) -> None:
     assert_linear(parse_key, KEY_MB[name])
 
 
-@pytest.mark.parametrize("name", sorted(QUADRATIC))
+@pytest.mark.parametrize("name", sorted(NESTED_QUOTES))
 def test_parse_key_1mb_nested_quotes_is_linear(name: str) -> None:
-    # 256 KB: linear code strips it in about a millisecond, this loop takes ~0.6 s
-    assert _seconds(parse_key, QUADRATIC[name](MB // 4), limit=0.5) < 0.25
+    assert_linear(parse_key, NESTED_QUOTES[name])
 
 
 SOURCE_MB = {
