@@ -317,14 +317,16 @@ def download(sdists: Path, version: str) -> Path:
     with _HELPER_LOCK:  # downloads run in a few threads: create the helper once
         if not (helper / ".ready").exists():
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(helper)], check=True)
-            subprocess.run([str(py), "-m", "pip", "install", "--quiet", "setuptools>=61", "wheel"], check=True)
+            # setuptools 77 reads the PEP 639 license fields of Django >= 5.1.14
+            subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--upgrade", "setuptools>=77", "wheel"],
+                           check=True)
             (helper / ".ready").touch()
     print(f"corpus: downloading {PROJECT}=={version}", file=sys.stderr, flush=True)
-    subprocess.run(
-        [str(py), "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         "--no-build-isolation", "-d", str(sdists), f"{PROJECT}=={version}"],
-        check=True, stderr=subprocess.DEVNULL,
-    )
+    cmd = [str(py), "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", "-d", str(sdists),
+           f"{PROJECT}=={version}"]
+    if subprocess.run([*cmd, "--no-build-isolation"], stderr=subprocess.DEVNULL).returncode != 0:
+        # a release whose build needs more than the helper has: let pip build its own env
+        subprocess.run(cmd, check=True)
     found = sdist_path(sdists, version)
     if not found:
         raise SystemExit(f"corpus: pip saved no sdist for {PROJECT}=={version} in {sdists}")
