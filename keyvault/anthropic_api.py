@@ -24,8 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
 
 from keyvault import __version__
@@ -98,6 +97,8 @@ def _parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # rare form; the module costs ~7 ms to import
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -127,8 +128,7 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str
     )
 
 
-@dataclass(frozen=True)
-class _Retry:
+class _Retry(NamedTuple):
     """The retry policy: attempts = retries + 1; delays shrink in tests through the parameters."""
 
     retries: int = 2
@@ -140,8 +140,7 @@ class _Retry:
         return random.uniform(0, min(self.max_backoff, self.backoff * (2**attempt)))
 
 
-@dataclass
-class _Outcome:
+class _Outcome(NamedTuple):
     response: httpx.Response | None
     error: Exception | None
     attempts: int
@@ -431,7 +430,8 @@ class ApiKeyInfo:
                 raw=dict(obj),
             )
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
-            raise ApiError(f"Admin API returned a key object keyvault cannot read ({type(exc).__name__}: {exc})") from None
+            problem = f"{type(exc).__name__}: {exc}"
+            raise ApiError(f"Admin API returned a key object keyvault cannot read ({problem})") from None
 
     @property
     def active(self) -> bool:
@@ -595,8 +595,7 @@ class AdminClient:
             if not isinstance(data, list):
                 raise ApiError("Admin API answered the key list without a 'data' list")
             items = [ApiKeyInfo.from_api(obj) for obj in data]
-            for info in reversed(items) if backward else items:
-                yield info
+            yield from reversed(items) if backward else items
             cursor = page.get("first_id") if backward else page.get("last_id")
             if not page.get("has_more") or not items or not cursor:
                 return

@@ -284,6 +284,8 @@ def _parse_line(number: int, raw: bytes, complete: bool) -> Line:
     def bad(why: str) -> Line:
         return Line(number, raw, complete, None, why)
 
+    if not raw.strip():
+        return bad("an empty line")
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -533,27 +535,35 @@ class AuditLog:
             seq = head[0] if head else "?"
             report.add(None, "truncated", f"the audit log {self.path} is missing but its head records seq {seq}")
             return report
-        _verify_lines(key, list(_lines(data)), head, head_bad, report)
+        _verify_lines(key, data, head, head_bad, report)
         return report
 
 
+_SEQ_RE = re.compile(rb'"seq":([0-9]{1,18})[,}]')
+
+
 def _verify_lines(
-    key: bytes, lines: list[Line], head: tuple[int, str] | None, head_bad: bool, report: VerifyReport
+    key: bytes, data: bytes, head: tuple[int, str] | None, head_bad: bool, report: VerifyReport
 ) -> None:
+    """Two streaming passes: a cheap one that notes where each seq sits (to tell a reordered
+    record from a dropped one), then the real one. Memory stays O(records), not O(bytes)."""
     problems = report.problems
     add = report.add
-
     seq_at: dict[int, list[int]] = {}
-    for ln in lines:
-        if ln.record is not None:
-            seq_at.setdefault(ln.record["seq"], []).append(ln.number)
+    total = 0
+    for total, raw in enumerate(data.split(b"\n"), 1):
+        m = _SEQ_RE.search(raw)
+        if m:
+            seq_at.setdefault(int(m.group(1)), []).append(total)
+    if data.endswith(b"\n") or not data:
+        total -= 1  # split() yields an empty piece after the final newline
 
     macs_ok = parsed = prev_line = 0
     prev: dict[str, Any] | None = None
     in_break = False  # after a chain break, stay quiet until the chain links up again
-    for ln in lines:
+    for ln in _lines(data):
         if ln.record is None:
-            if not ln.complete and ln.number == len(lines):
+            if not ln.complete and ln.number == total:
                 add(ln.number, "truncated", f"the log ends with a partial record ({ln.error}): truncated, "
                     "or a write cut short")
             else:
@@ -604,11 +614,11 @@ def _verify_lines(
         problems[:] = [Problem(None, "key", f"no record's MAC matches: wrong audit key ({KEY_ENV} or "
                                f"{report.path.name}.key), or every record was rewritten")]
         return
-    _check_head(lines, prev, head, head_bad, parsed, report)
+    _check_head(total, prev, head, head_bad, parsed, report)
 
 
 def _check_head(
-    lines: list[Line], last: dict[str, Any] | None, head: tuple[int, str] | None, head_bad: bool, parsed: int,
+    total: int, last: dict[str, Any] | None, head: tuple[int, str] | None, head_bad: bool, parsed: int,
     report: VerifyReport,
 ) -> None:
     """The chain cannot show records dropped from the end; the head can."""
@@ -619,15 +629,15 @@ def _check_head(
                 "proven complete")
         return
     head_seq, head_mac = head
-    if not lines:
+    if not total:
         add(None, "truncated", f"the log is empty but its head records seq {head_seq}: records were removed")
     elif last is None:
         return  # the last line is damaged: already reported
     elif last["seq"] < head_seq:
-        add(len(lines), "truncated", f"the log ends at seq {last['seq']} but its head records seq {head_seq}: "
+        add(total, "truncated", f"the log ends at seq {last['seq']} but its head records seq {head_seq}: "
             "records were removed from the end")
     elif last["seq"] == head_seq and last["mac"] != head_mac:
-        add(len(lines), "edited", f"the last record (seq {head_seq}) is not the one the head records")
+        add(total, "edited", f"the last record (seq {head_seq}) is not the one the head records")
     elif last["seq"] > head_seq + 1:
         # one record past the head is a crash between the append and the head update
         add(None, "head", f"the head records seq {head_seq} but the log goes on to seq {last['seq']}: the head "

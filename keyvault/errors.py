@@ -59,3 +59,15 @@ class KeyMatchError(ApiError):
     def __init__(self, message: str, candidates: list | None = None) -> None:  # type: ignore[type-arg]
         super().__init__(message)
         self.candidates = list(candidates or [])
+
+
+class RotationInProgress(KeyvaultError):
+    """Another rotator holds the journal of this secret: stop cleanly, change nothing."""
+
+    exit_code = 3
+
+
+class RolledBack(KeyvaultError):
+    """The new key failed deploy verification; every target was put back on the old key."""
+
+    exit_code = 4

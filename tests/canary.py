@@ -106,7 +106,7 @@ def read_shim_log(log: Path) -> list[list[str]]:
 class ProcWatcher:
     """Record the argv of every descendant of a process while it runs (Linux /proc)."""
 
-    def __init__(self, root: int, interval: float = 0.002) -> None:
+    def __init__(self, root: int, interval: float = 0.005) -> None:
         self.root = root
         self.interval = interval
         self.seen: dict[tuple[int, str], list[str]] = {}

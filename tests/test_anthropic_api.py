@@ -238,7 +238,8 @@ def test_list_keys_walks_every_page(fake, admin):
     assert len([r for r in fake.requests if r.path == "/v1/organizations/api_keys"]) == 4
     first = listed[-1]
     assert isinstance(first, ApiKeyInfo)
-    assert (first.name, first.status, first.partial_key_hint, first.scope) == ("k0", "active", minted[0].hint, "workspace")
+    assert (first.name, first.status, first.scope) == ("k0", "active", "workspace")
+    assert first.partial_key_hint == minted[0].hint
     assert first.workspace_id == fake.default_workspace_id  # from scope, though the deprecated field is null
     assert first.created_at.tzinfo is not None and abs(first.created_at - minted[0].created_at) < timedelta(seconds=1)
     assert first.created_by is not None and first.created_by.id == fake.user_id

@@ -344,3 +344,13 @@ def test_cli_show_never_prints_a_key_planted_by_an_editor(tmp_path: Path) -> Non
     for fmt in ("text", "json"):
         code, out, err = _run("audit", "show", "--format", fmt, str(log.path))
         assert secret.reveal()[13:] not in out + err and secret.hint in out
+
+
+def test_cli_show_escapes_terminal_control_characters(tmp_path: Path) -> None:
+    log = _log(tmp_path, n=1)
+    rec = json.loads(_lines(log)[0])
+    rec["event"] = "\x1b]0;owned\x07rotate"
+    rec["fields"]["hint"] = "\x1b[2J"
+    log.path.write_text(json.dumps(rec) + "\n")
+    code, out, err = _run("audit", "show", str(log.path))
+    assert code == 0 and "\x1b" not in out and "\\u001b" in out

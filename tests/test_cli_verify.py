@@ -74,19 +74,22 @@ def test_inactive_key_exits_1(fake):
     ({"drop": True}, 2, "network_error"),
 ])
 def test_exit_codes_per_state(fake, inject, code, state):
+    # in-process: the subprocess path is covered above, this is the table of answers
     key = fake.mint_key()
     fake.inject("/v1/models", count=None, **inject)
-    result = run("--base-url", fake.base_url, "--retries", "0", stdin=key.secret.reveal())
-    assert result.returncode == code, result.stderr
-    assert result.stdout.startswith(f"{key.hint}: {state} (")
-    assert_clean(result, key.secret.reveal())
+    result = CliRunner().invoke(cli, ["verify", "--base-url", fake.base_url, "--retries", "0"],
+                                input=key.secret.reveal())
+    assert result.exit_code == code, result.output
+    assert result.output.startswith(f"{key.hint}: {state} (")
+    assert key.secret.reveal() not in result.output
 
 
 def test_spend_cap_is_explained(fake):
     key = fake.mint_key()
     fake.inject("/v1/models", 429, error_code="enforced_spend_limit_reached", count=None)
-    result = run("--base-url", fake.base_url, stdin=key.secret.reveal())
-    assert "monthly spend cap" in result.stdout and "enforced_spend_limit_reached" in result.stdout
+    result = CliRunner().invoke(cli, ["verify", "--base-url", fake.base_url], input=key.secret.reveal())
+    assert result.exit_code == 1
+    assert "monthly spend cap" in result.output and "enforced_spend_limit_reached" in result.output
 
 
 def test_json_format(fake):

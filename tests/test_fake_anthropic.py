@@ -133,6 +133,9 @@ def test_disabled_keys_can_answer_404():
 
 def test_admin_key_cannot_call_the_claude_api(fake, http):
     assert_error(http.get("/v1/models", headers=raw(fake.admin_key)), 401, "authentication_error")
+    assert http.get("/v1/organizations/me", headers=raw(fake.admin_key)).status_code == 200
+    fake.set_status(fake.admin_key_id, "inactive")  # a deactivated admin key is refused like any other
+    assert_error(http.get("/v1/organizations/me", headers=raw(fake.admin_key)), 401, "authentication_error")
 
 
 def test_messages_create_shape_and_validation(fake, http):
@@ -195,7 +198,8 @@ def test_key_object_field_by_field(fake, http):
     assert s["scope"] == {"type": "workspace", "workspace_id": "wrkspc_01ProdWorkspaceXXXXXXXXX"}
     assert s["workspace_id"] == "wrkspc_01ProdWorkspaceXXXXXXXXX"
     assert s["expires_at"] == "2031-01-02T03:04:05.000000Z"
-    assert s["principal"]["type"] == "service_account_actor" and s["principal"]["service_account_id"].startswith("svac_01")
+    assert s["principal"]["type"] == "service_account_actor"
+    assert s["principal"]["service_account_id"].startswith("svac_01")
     o = objects[org.id]
     assert o["scope"] == {"type": "organization"} and o["workspace_id"] is None
     assert objects[legacy.id]["principal"] is None
@@ -206,7 +210,8 @@ def test_get_and_update_key(fake, http):
     admin = raw(fake.admin_key)
     got = http.get(f"/v1/organizations/api_keys/{key.id}", headers=admin)
     assert got.status_code == 200 and set(got.json()) == KEY_FIELDS
-    r = http.post(f"/v1/organizations/api_keys/{key.id}", json={"name": "new-name", "status": "inactive"}, headers=admin)
+    path = f"/v1/organizations/api_keys/{key.id}"
+    r = http.post(path, json={"name": "new-name", "status": "inactive"}, headers=admin)
     assert r.status_code == 200
     assert r.json()["name"] == "new-name" and r.json()["status"] == "inactive"
     assert fake.keys[key.id].status == "inactive" and fake.keys[key.id].name == "new-name"
@@ -233,8 +238,9 @@ def test_update_validation_errors(fake, http, body, fragment):
 def test_archived_is_final_and_unknown_ids_are_404(fake, http):
     key = fake.mint_key()
     admin = raw(fake.admin_key)
-    assert http.post(f"/v1/organizations/api_keys/{key.id}", json={"status": "archived"}, headers=admin).status_code == 200
-    r = http.post(f"/v1/organizations/api_keys/{key.id}", json={"status": "active"}, headers=admin)
+    path = f"/v1/organizations/api_keys/{key.id}"
+    assert http.post(path, json={"status": "archived"}, headers=admin).status_code == 200
+    r = http.post(path, json={"status": "active"}, headers=admin)
     assert_error(r, 400, "invalid_request_error")
     assert fake.keys[key.id].status == "archived"
     assert_error(http.get("/v1/organizations/api_keys/apikey_01nope", headers=admin), 404, "not_found_error")
@@ -326,13 +332,16 @@ def test_injected_429_529_500_count_and_method(fake, http):
         assert r.headers["retry-after"] == "7"
     assert http.get("/v1/models", headers=raw(key.secret)).status_code == 200
     fake.inject("/v1/models", 529)
-    assert assert_error(http.get("/v1/models", headers=raw(key.secret)), 529, "overloaded_error")["error"]["message"] == "Overloaded"
+    overloaded = assert_error(http.get("/v1/models", headers=raw(key.secret)), 529, "overloaded_error")
+    assert overloaded["error"]["message"] == "Overloaded"
     fake.inject("/v1/organizations", 500, method="POST", count=None)
-    assert http.get("/v1/organizations/me", headers=raw(fake.admin_key)).status_code == 200
-    assert_error(http.post(f"/v1/organizations/api_keys/{key.id}", json={}, headers=raw(fake.admin_key)), 500, "api_error")
+    admin = raw(fake.admin_key)
+    assert http.get("/v1/organizations/me", headers=admin).status_code == 200
+    assert_error(http.post(f"/v1/organizations/api_keys/{key.id}", json={}, headers=admin), 500, "api_error")
     fake.inject("/v1/models", 429, error_code="enforced_spend_limit_reached")
     r = http.get("/v1/models", headers=raw(key.secret))
-    assert assert_error(r, 429, "rate_limit_error")["error"]["details"] == {"error_code": "enforced_spend_limit_reached"}
+    details = assert_error(r, 429, "rate_limit_error")["error"]["details"]
+    assert details == {"error_code": "enforced_spend_limit_reached"}
     assert "retry-after" not in r.headers
     fake.inject("/v1/models", 400, message=CREDIT_BALANCE_TOO_LOW)
     r = http.get("/v1/models", headers=raw(key.secret))

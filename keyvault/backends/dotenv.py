@@ -194,6 +194,12 @@ class DotenvBackend:
         secret = None if doc is None else self._value(self._find(doc, "pending"), "pending")
         return None if secret is None else self._version(secret, "pending")
 
+    def read_previous(self) -> Version | None:
+        """The key the last promote replaced (`NAME_PREVIOUS`), kept for rollback."""
+        doc = self._load()
+        secret = None if doc is None else self._value(self._find(doc, "previous"), "previous")
+        return None if secret is None else self._version(secret, "previous")
+
     def versions(self) -> list[VersionInfo]:
         doc = self._load()
         if doc is None:
@@ -216,7 +222,19 @@ class DotenvBackend:
         except (FileNotFoundError, NotADirectoryError, subprocess.TimeoutExpired):
             return None
 
+    @staticmethod
+    def _in_git(directory: Path) -> bool:
+        """Whether a git work tree may contain `directory` (cheap: no git process outside one)."""
+        if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+            return True
+        for d in (directory, *directory.parents):
+            if (d / ".git").exists():
+                return True
+        return False
+
     def _tracked(self, path: Path) -> bool:
+        if not self._in_git(path.parent.resolve()):
+            return False
         res = self._git(path.parent, "ls-files", "--error-unmatch", "--", path.name)
         return res is not None and res.returncode == 0
 
@@ -327,16 +345,14 @@ class DotenvBackend:
         return current
 
     def stage(self, secret: Secret) -> Version:
+        """Write NAME_PENDING; the same key again is a no-op, another key replaces it (callers
+        guard the slot: `keyvault stage` wants --replace)."""
+        self._check_value(secret)
         with exclusive_lock(self.path, what=str(self.source)):
             target, doc = self._locked_doc()
             pending = self._value(self._find(doc, "pending", for_write=True), "pending")
-            if pending is not None:
-                if pending == secret:
-                    return self._version(pending, "pending")
-                raise ConflictError(
-                    f"{self.source}: a different key ({pending.hint}) is already staged as "
-                    f"{self.names['pending']}; finish or clear that rotation first (clear_pending)"
-                )
+            if pending is not None and pending == secret:
+                return self._version(pending, "pending")
             self._set(doc, "pending", secret)
             self._write(doc, target)
         return self._version(secret, "pending")

@@ -309,6 +309,11 @@ class FileBackend:
         slot = record["slots"].get("pending")
         return None if slot is None else self._version(slot, "pending")
 
+    def read_previous(self) -> Version | None:
+        """The key the last promote replaced, kept for rollback."""
+        slot = self._open()["slots"].get("previous")
+        return None if slot is None else self._version(slot, "previous")
+
     def versions(self) -> list[VersionInfo]:
         slots = self._open()["slots"]
         out = []
@@ -331,17 +336,14 @@ class FileBackend:
         return current
 
     def stage(self, secret: Secret) -> Version:
+        """Put a key in the pending slot with a new version number; the same key again is a
+        no-op, another key replaces it (callers guard the slot)."""
         if not isinstance(secret, Secret):
             raise TypeError("stage takes a keyvault.keys.Secret")
         with self._mutate() as (doc, data_key, record):
             pending = record["slots"].get("pending")
-            if pending is not None:
-                if Secret(pending["value"]) == secret:
-                    return self._version(pending, "pending")
-                raise ConflictError(
-                    f"{self.source}: a different key ({Secret(pending['value']).hint}) is already staged in entry "
-                    f"{self.entry!r}; finish or clear that rotation first (clear_pending)"
-                )
+            if pending is not None and Secret(pending["value"]) == secret:
+                return self._version(pending, "pending")
             record["counter"] = int(record.get("counter", 0)) + 1
             slot = {"value": secret.reveal(), "version": record["counter"], "created": _now().isoformat()}
             record["slots"]["pending"] = slot

@@ -1,7 +1,7 @@
 """Safe writes to local files that hold keys: shared by the dotenv and file backends.
 
 - `atomic_write`: the new content goes to a temp file in the same directory (one fixed name
-  per target, `.<name>.keyvault-tmp`: writers hold the lock, and a leftover from a writer
+  per target, `<name>.keyvault-tmp`: writers hold the lock, and a leftover from a writer
   killed mid-write is removed by the next write), is fsynced and renamed over the target, then
   the directory is fsynced. A reader sees the old file or the new one, never a mix; the file
   is always mode 0600.
@@ -28,7 +28,7 @@ LOCK_TIMEOUT = 30.0
 
 def temp_path(path: Path) -> Path:
     """The one temp name a writer uses next to `path` (writers hold the lock, so one suffices)."""
-    return path.with_name(f".{path.name}.keyvault-tmp")
+    return path.with_name(f"{path.name}.keyvault-tmp")
 
 
 def lock_path(path: Path) -> Path:

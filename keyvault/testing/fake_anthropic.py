@@ -176,7 +176,8 @@ class FakeKey:
             "principal": dict(self.principal) if self.principal else None,
             "scope": scope,
             # deprecated field: null for Default-Workspace keys and organization-scoped keys
-            "workspace_id": None if (self.scope_type == "organization" or self.default_workspace) else self.workspace_id,
+            "workspace_id": None if self.scope_type == "organization" or self.default_workspace
+            else self.workspace_id,
         }
 
 
@@ -279,7 +280,9 @@ class FakeAnthropic:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.admin_key: Secret = self.mint_key("fake-admin", admin=True).secret
+        minted_admin = self.mint_key("fake-admin", admin=True)
+        self.admin_key: Secret = minted_admin.secret  # pre-minted: the Admin API works out of the box
+        self.admin_key_id = minted_admin.id
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -537,7 +540,8 @@ class FakeAnthropic:
         try:
             limit = int(raw)
         except ValueError:
-            raise _HTTPError(400, "limit: Input should be a valid integer, unable to parse string as an integer") from None
+            message = "limit: Input should be a valid integer, unable to parse string as an integer"
+            raise _HTTPError(400, message) from None
         if limit < 1:
             raise _HTTPError(400, "limit: Input should be greater than or equal to 1")
         if limit > 1000:
@@ -633,11 +637,11 @@ class FakeAnthropic:
         for name in data:
             if name not in ("name", "status"):
                 raise _HTTPError(400, f"{name}: Extra inputs are not permitted")
-        name = data.get("name")
+        new_name = data.get("name")
         status = data.get("status")
-        if name is not None and (not isinstance(name, str) or not name.strip()):
+        if new_name is not None and (not isinstance(new_name, str) or not new_name.strip()):
             raise _HTTPError(400, "name: Input should be a valid, non-empty string")
-        if name is not None and len(name) > 500:
+        if new_name is not None and len(new_name) > 500:
             raise _HTTPError(400, "name: String should have at most 500 characters")
         if status is not None and status not in SETTABLE_STATUSES:
             raise _HTTPError(400, "status: Input should be 'active', 'inactive' or 'archived'")
@@ -649,8 +653,8 @@ class FakeAnthropic:
                 if target.status == "expired" and status == "active":
                     raise _HTTPError(400, "Expired API keys cannot be reactivated.")  # assumed wording
                 target.stored_status = status
-            if name is not None:
-                target.name = name
+            if new_name is not None:
+                target.name = new_name
             return target.to_api()
 
     def _message(self, body: bytes | None) -> dict[str, Any]:
