@@ -353,12 +353,12 @@ class GcpSecretManagerBackend:
         aliases[self.pending_alias] = number
         self._set_aliases(meta, aliases, "point the pending alias at the new version")
         if replaced is not None and replaced not in aliases.values():
-            self._disable(replaced, "disable the replaced pending version")
+            self._disable(replaced)
         return Version(secret, str(number), self._version_meta(number), "pending")
 
-    def _disable(self, number: int, doing: str) -> None:
+    def _disable(self, number: int) -> None:
         """Disable a version that was staged and never served: reversible, unlike destroy."""
-        self._call("disable_secret_version", doing, name=f"{self.name}/versions/{number}")
+        self._call("disable_secret_version", "disable the replaced version", name=f"{self.name}/versions/{number}")
 
     def _reusable(self, text: str, aliases: dict[str, int]) -> int | None:
         """The newest version when an interrupted stage already added exactly this text."""
@@ -379,7 +379,7 @@ class GcpSecretManagerBackend:
             return
         self._set_aliases(meta, aliases, "remove the pending alias")
         if number not in aliases.values():
-            self._disable(number, "disable the cleared version")
+            self._disable(number)
 
     def promote(self, expected_current: str) -> Version:
         meta = self._secret()
