@@ -66,37 +66,6 @@ def test_stage_pins_current_so_the_new_version_is_not_served(fake_gcp, api, tran
     assert len(list(api.list_secret_versions(parent=f"projects/{P}/secrets/s"))) == 2
 
 
-def test_stage_of_another_key_moves_the_alias_and_disables_the_replaced_version(fake_gcp, api, transport):
-    old, new, newer = make_key(), make_key(), make_key()
-    fake_gcp.create_secret(P, "s", old.reveal())
-    backend = open_backend(fake_gcp.source(P, "s", transport))
-    assert backend.stage(new).version == "2"
-    replaced = backend.stage(newer)
-    assert replaced.secret == newer and replaced.version == "3"
-    assert aliases(api, "s") == {"current": 1, "pending": 3}
-    states = {v.version: (v.stages, v.state) for v in backend.versions()}
-    assert states == {"3": (("pending",), "enabled"), "2": ((), "disabled"), "1": (("current",), "enabled")}
-    assert backend.read().secret == old and backend.read_pending().secret == newer
-    assert backend.stage(newer).version == "3"  # idempotent: no fourth version
-    # back to the first key: a new version (the disabled one is never re-enabled)
-    assert backend.stage(new).version == "4"
-    assert aliases(api, "s") == {"current": 1, "pending": 4}
-    assert backend.promote(old.fingerprint).secret == new
-    assert aliases(api, "s") == {"current": 4, "previous": 1}
-
-
-def test_stage_over_an_interrupted_promote_keeps_the_served_version(fake_gcp, api, transport):
-    """pending and current on one version (a promote stopped before dropping the alias): a
-    new stage takes the pending alias and leaves the served version enabled."""
-    old, new, newer = make_key(), make_key(), make_key()
-    fake_gcp.create_secret(P, "s", old.reveal(), new.reveal(), aliases={"current": 2, "pending": 2})
-    backend = open_backend(fake_gcp.source(P, "s", transport))
-    assert backend.stage(newer).version == "3"
-    assert aliases(api, "s") == {"current": 2, "pending": 3}
-    assert backend.read().secret == new
-    assert {v.version: v.state for v in backend.versions()}["2"] == "enabled"
-
-
 def test_interrupted_stage_reuses_its_version(fake_gcp, api, transport):
     old, new = make_key(), make_key()
     fake_gcp.create_secret(P, "s", old.reveal(), aliases={"current": 1})

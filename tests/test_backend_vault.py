@@ -129,50 +129,18 @@ def test_stage_promote_rollback_keep_other_fields(kv, path):
     assert {v.fingerprint for v in listed if v.version in ("1", "5")} == {old.fingerprint}
 
 
-def pending_meta(kv, path):
-    return kv.read_secret_metadata(path=path + "__pending", mount_point="secret")["data"]
-
-
-def test_stage_of_another_key_overwrites_the_pending_path(kv, path):
-    old, new, newer = make_key(), make_key(), make_key()
-    put(kv, path, api_key=old.reveal(), owner="team")
-    backend = open_backend(f"vault://secret/{path}#api_key")
-    first = backend.stage(new)
-    assert first.version == "2"  # the number it will get when promoted
-    replaced = backend.stage(newer)
-    assert replaced.secret == newer and replaced.version == "2"
-    assert backend.read_pending().secret == newer and backend.read().secret == old
-    # written over the pending path with cas=1 (a new version of it), not deleted and recreated
-    assert pending_meta(kv, path)["current_version"] == 2
-    assert backend.stage(newer).version == "2" and pending_meta(kv, path)["current_version"] == 2  # idempotent
-    assert [v.stages for v in backend.versions()].count(("pending",)) == 1
-    backend.clear_pending()
-    assert backend.read_pending() is None
-    backend.stage(new)  # cas=0 works again once the pending path is gone
-    assert pending_meta(kv, path)["current_version"] == 1
-    assert backend.promote(old.fingerprint).secret == new
-    assert current(kv, path)["data"] == {"api_key": new.reveal(), "owner": "team"}
-
-
-def test_stage_over_a_pending_path_written_meanwhile_is_refused(kv, path):
-    """cas of the pending path's version read: a write in between makes the stage fail."""
+def test_stage_refuses_a_different_pending_until_cleared(kv, path):
     put(kv, path, api_key=make_key().reveal())
     backend = open_backend(f"vault://secret/{path}#api_key")
-    backend.stage(make_key())
-    theirs = make_key()
-    raced: list[str] = []
-
-    def other_stager(response, *args, **kwargs):
-        # right after this stager read the pending path's metadata (its cas), another one writes
-        if "/metadata/" in response.url and response.url.endswith("__pending") and not raced:
-            raced.append(response.url)
-            open_backend(f"vault://secret/{path}#api_key").stage(theirs)
-
-    backend.client.adapter.session.hooks["response"].append(other_stager)
-    with pytest.raises(ConflictError, match="check-and-set failed") as lost:
-        backend.stage(make_key())
-    assert theirs.reveal() not in str(lost.value)
-    assert raced and backend.read_pending().secret == theirs
+    first = backend.stage(make_key())
+    assert first.version == "2"  # the number it will get when promoted
+    newer = make_key()
+    with pytest.raises(ConflictError, match="already staged"):
+        backend.stage(newer)
+    backend.clear_pending()
+    assert backend.read_pending() is None
+    backend.stage(newer)  # cas=0 works again once the pending path is gone
+    assert backend.read_pending().secret == newer
 
 
 def test_promote_resumes_after_crash_before_pending_delete(kv, path):

@@ -9,10 +9,7 @@ How rotation maps onto Secrets Manager's own mechanism:
 - current = the version labelled AWSCURRENT, always read with an explicit `VersionStage` (moto
   serves a stale version to a plain GetSecretValue after a label move; on AWS it is the same);
 - stage = PutSecretValue with `VersionStages=["AWSPENDING"]` and a ClientRequestToken derived
-  from the new secret string, so a retried stage never makes a second version. Another key
-  replaces a pending one (callers guard the slot): it is put under a private label, then
-  AWSPENDING moves to it with RemoveFromVersionId=<the old pending version>, a
-  compare-and-swap; the old pending version is left without labels;
+  from the new secret string, so a retried stage never makes a second version;
 - promote = UpdateSecretVersionStage(AWSCURRENT, MoveToVersionId=pending,
   RemoveFromVersionId=<the version read>) after checking the current key's fingerprint: AWS
   refuses the move if AWSCURRENT has left that version, which makes the move a compare-and-swap.
@@ -48,7 +45,7 @@ from keyvault.keys import Secret, fingerprint
 
 CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 # private labels for the two-step writes (put under a label, then move AWSCURRENT with CAS)
-STATE_NEXT, ROLLBACK_NEXT, STAGE_NEXT = "KEYVAULT_STATE_NEXT", "KEYVAULT_ROLLBACK", "KEYVAULT_STAGE_NEXT"
+STATE_NEXT, ROLLBACK_NEXT = "KEYVAULT_STATE_NEXT", "KEYVAULT_ROLLBACK"
 STATE_SUFFIX = "/keyvault-state"
 _STAGE_NAMES = {CURRENT: "current", PENDING: "pending", PREVIOUS: "previous"}
 _PARAMS = {"region", "profile", "endpoint"}
@@ -291,46 +288,19 @@ class AwsSecretsManagerBackend:
         return self._version(self._get(version_id=previous, stage=PREVIOUS), "previous")
 
     def stage(self, secret: Secret) -> Version:
-        """Put the key under AWSPENDING; the same key again is that version, another key
-        replaces the pending one (callers guard the slot: `keyvault stage` wants --replace)."""
         labels = self._labels()
-        pending_id = labels.get(PENDING)
-        if pending_id is not None:
-            pending = self._version(self._get(version_id=pending_id, stage=PENDING), "pending")
+        if PENDING in labels:
+            pending = self._version(self._get(version_id=labels[PENDING], stage=PENDING), "pending")
             if pending.secret == secret:
                 return pending
+            raise ConflictError(
+                f"{self._where()}: another key ({pending.secret.hint}) is already staged; promote it, or "
+                "clear it first if it is abandoned (it may be the only copy of a key shown once)"
+            )
         current_text = self._text(self._get(version_id=labels.get(CURRENT), stage=CURRENT))
         text = _fields.compose(current_text, self.field, secret.reveal(), str(self.source))
-        if pending_id is None:
-            version_id = self._put_labelled(text, PENDING, labels)
-        else:
-            version_id = self._replace_pending(text, pending_id, labels)
+        version_id = self._put_labelled(text, PENDING, labels)
         return self._version(self._get(version_id=version_id, stage=PENDING), "pending")
-
-    def _replace_pending(self, text: str, pending_id: str, labels: dict[str, str]) -> str:
-        """Move AWSPENDING from `pending_id` to a version holding `text`, as a compare-and-swap.
-
-        A put straight under AWSPENDING would take the label from whatever version holds it
-        by then. Put under a private label instead, then move AWSPENDING with
-        RemoveFromVersionId=<the pending version read>: AWS refuses the move if another stager
-        moved the label meanwhile. The replaced version keeps no label (AWS lists it as
-        deprecated); its key stays active in the Console until someone deactivates it.
-        """
-        version_id = self._put_labelled(text, STAGE_NEXT, labels)
-        try:
-            self._move(PENDING, version_id, pending_id)
-        except BackendError as exc:
-            if getattr(exc, "aws_code", None) == "InvalidParameterException":
-                raise ConflictError(
-                    f"{self._where()}: cannot replace the staged key: AWSPENDING moved while staging "
-                    "(another stager won); re-read and retry"
-                ) from None
-            raise
-        try:
-            self._move(STAGE_NEXT, None, version_id)
-        except BackendError:
-            pass  # the label is only a marker; the key is staged
-        return version_id
 
     def clear_pending(self) -> None:
         pending = self._labels().get(PENDING)

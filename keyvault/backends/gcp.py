@@ -11,9 +11,7 @@ How rotation maps onto Secret Manager's versions, aliases and etags:
 - current = version alias A (default `current`); with no such alias, the newest enabled
   version. `stage` creates the alias first, so a new version is never served as "latest";
 - stage = a new version plus the alias `pending` (`A-pending` for another A); a stage that
-  died between adding the version and moving the alias reuses that version. Another key
-  replaces a pending one (callers guard the slot): a new version, the alias moved (etag),
-  then the replaced version disabled, as clear_pending does;
+  died between adding the version and moving the alias reuses that version;
 - promote = one secrets.patch of `version_aliases` (A -> pending's version, `previous` -> the
   old one, `pending` removed) carrying the etag read with the aliases: the compare-and-swap.
   The server answers FAILED_PRECONDITION (ABORTED in some paths) when anything changed;
@@ -329,16 +327,17 @@ class GcpSecretManagerBackend:
         return Version(self._value(text), str(number), self._version_meta(number), "previous")
 
     def stage(self, secret: Secret) -> Version:
-        """Add a version under the pending alias; the same key again is that version, another
-        key replaces the pending one (callers guard the slot: `keyvault stage` wants
-        --replace). The alias patch carries the etag read first: a racing stager loses."""
         meta = self._secret()
         aliases = {k: int(v) for k, v in meta.version_aliases.items()}
-        replaced = aliases.get(self.pending_alias)
-        if replaced is not None:
-            text, number = self._access(replaced)
-            if self._value(text) == secret:
+        if self.pending_alias in aliases:
+            text, number = self._access(aliases[self.pending_alias])
+            staged = self._value(text)
+            if staged == secret:
                 return Version(secret, str(number), self._version_meta(number), "pending")
+            raise ConflictError(
+                f"{self._where()}: another key ({staged.hint}) is already staged; promote it, or "
+                "clear it first if it is abandoned (it may be the only copy of a key shown once)"
+            )
         current = self._current_number(aliases)
         if self.alias not in aliases:
             # pin what is served now before a new version becomes "latest"
@@ -352,13 +351,7 @@ class GcpSecretManagerBackend:
             number = int(str(added.name).rsplit("/", 1)[-1])
         aliases[self.pending_alias] = number
         self._set_aliases(meta, aliases, "point the pending alias at the new version")
-        if replaced is not None and replaced not in aliases.values():
-            self._disable(replaced)
         return Version(secret, str(number), self._version_meta(number), "pending")
-
-    def _disable(self, number: int) -> None:
-        """Disable a version that was staged and never served: reversible, unlike destroy."""
-        self._call("disable_secret_version", "disable the replaced version", name=f"{self.name}/versions/{number}")
 
     def _reusable(self, text: str, aliases: dict[str, int]) -> int | None:
         """The newest version when an interrupted stage already added exactly this text."""
@@ -379,7 +372,8 @@ class GcpSecretManagerBackend:
             return
         self._set_aliases(meta, aliases, "remove the pending alias")
         if number not in aliases.values():
-            self._disable(number)
+            # a key that was never served: disabled (reversible), not destroyed
+            self._call("disable_secret_version", "disable the cleared version", name=f"{self.name}/versions/{number}")
 
     def promote(self, expected_current: str) -> Version:
         meta = self._secret()

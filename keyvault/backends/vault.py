@@ -16,12 +16,10 @@ A login token that expires is renewed by logging in again once.
 Rotation on KV v2, which has versions and `cas` but no labels:
 - current = the latest version of PATH;
 - stage = write `{field: new}` to the sibling `PATH__pending` with `cas` (0 when it does not
-  exist, else its version read), so two stagers cannot silently overwrite each other; another
-  key replaces a staged one (callers guard the slot; the replaced key stays in the pending
-  path's version history until that path is deleted by clear or promote). KV v2 numbers a
-  version when it is written, so a staged key's version is the number it gets when promoted
-  (current + 1), as long as nobody else writes PATH in between; promote returns the number
-  actually written;
+  exist), so two stagers cannot silently overwrite each other; a different staged key is
+  refused (clear it first). KV v2 numbers a version when it is written, so a staged key's
+  version is the number it gets when promoted (current + 1), as long as nobody else writes
+  PATH in between; promote returns the number actually written;
 - promote = write PATH with the pending value, every other field kept, `cas=<version read>`
   after the fingerprint check: Vault refuses the write if anyone wrote PATH since;
   then delete `PATH__pending`;
@@ -290,18 +288,20 @@ class VaultBackend:
         return Version(Secret(self._value(data, self.pending_path)), str(current_version + 1), created, "pending")
 
     def stage(self, secret: Secret) -> Version:
-        """Write the key to PATH__pending; the same key again is a no-op, another key
-        overwrites it with cas of the version read (callers guard the slot: `keyvault stage`
-        wants --replace), so two stagers racing cannot both think they won."""
         current, version, _ = self._read(self.path)
         field = self._field_of(current, self.path)
         meta = self._metadata(self.pending_path)
         cas = int(meta["current_version"]) if meta else 0
         if meta:
             found = self._read_optional(self.pending_path)
-            staged = found[0].get(field) if found is not None else None
-            if found is not None and isinstance(staged, str) and Secret(staged) == secret:
-                return Version(secret, str(version + 1), found[2], "pending")
+            if found is not None:
+                staged = self._value(found[0], self.pending_path, field)
+                if staged == secret.reveal():
+                    return Version(secret, str(version + 1), found[2], "pending")
+                raise ConflictError(
+                    f"{self._where(self.pending_path)}: another key ({Secret(staged).hint}) is already staged; "
+                    "promote it, or clear it first if it is abandoned (it may be the only copy of a key shown once)"
+                )
         _, created = self._write(self.pending_path, {field: secret.reveal()}, cas, "stage the new key")
         return Version(secret, str(version + 1), created, "pending")
 
