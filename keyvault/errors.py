@@ -36,3 +36,38 @@ class ConflictError(BackendError):
 
 class UnsupportedOperation(BackendError):
     """The backend cannot do this step (e.g. writing to the process environment)."""
+
+
+class ApiError(KeyvaultError):
+    """The Anthropic API refused or failed a request. Carries what identifies the failure
+    (HTTP status, `error.type`, `request-id`), never the key."""
+
+    def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None,
+                 request_id: str | None = None, error_code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.request_id = request_id
+        self.error_code = error_code
+        self.retry_after = retry_after
+
+
+class KeyMatchError(ApiError):
+    """A key could not be matched to exactly one Admin API record by its hint."""
+
+    def __init__(self, message: str, candidates: list | None = None) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.candidates = list(candidates or [])
+
+
+class RotationInProgress(KeyvaultError):
+    """Another rotator holds the journal of this secret: stop cleanly, change nothing."""
+
+    exit_code = 3
+
+
+class RolledBack(KeyvaultError):
+    """The new key failed deploy verification; every target was put back on the old key."""
+
+    exit_code = 4

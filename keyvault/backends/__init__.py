@@ -18,17 +18,45 @@ Every backend maps the same operations onto its storage's own mechanism:
   two rotators cannot both win.
 
 A backend that cannot do a step raises `UnsupportedOperation` with the reason.
+
+Writing a third-party backend
+-----------------------------
+A backend is a class whose constructor takes the parsed `Source` and which implements the
+`Backend` protocol below (subclass `ReadOnlyBackend` for a storage you can only read). Declare
+it in your package's metadata under the entry-point group `keyvault.backends`; the entry-point
+name is the URI scheme:
+
+    # pyproject.toml of keyvault-onepassword
+    [project.entry-points."keyvault.backends"]
+    op = "keyvault_onepassword:OnePasswordBackend"
+
+    # keyvault_onepassword.py
+    class OnePasswordBackend(ReadOnlyBackend):
+        read_only_reason = "1Password items are edited in 1Password"
+        def __init__(self, source: Source) -> None:     # op://vault/item#field
+            self.source = source
+        def read(self) -> Version: ...                    # Version(Secret(value), version_id, created)
+        def versions(self) -> list[VersionInfo]: ...
+
+Then `open_backend("op://Prod/anthropic#credential")`, `keyvault.get_api_key("op://...")` and
+`keyvault get --source op://...` use it. Rules: raise `keyvault.errors` classes whose messages
+name the source, the reason and the fix, never the value; wrap values in `Secret`; import your
+SDK inside the class, not at module level; `write_state` refuses key values
+(`keyvault.backends.localfs.check_state`). Run the shared contract suite against it: add a
+`contract_<scheme>` fixture returning `make(initial) -> Backend`, as tests/fixtures/local.py does.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as _field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from keyvault.errors import SourceError, UnsupportedOperation
 from keyvault.keys import Secret
+from keyvault.redact import redact
 
 BUILTIN: dict[str, str] = {
     "env": "keyvault.backends.env:EnvBackend",
@@ -49,10 +77,10 @@ class Source:
     scheme: str
     location: str
     field: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = _field(default_factory=dict)
 
     def __str__(self) -> str:
-        return self.uri
+        return redact(self.uri)
 
 
 @dataclass(frozen=True)
@@ -135,19 +163,21 @@ class ReadOnlyBackend:
 def parse_source(uri: str) -> Source:
     """Split `scheme://location?k=v&k2=v2#field`; errors say what was expected."""
     if not isinstance(uri, str) or "://" not in uri:
+        shown = repr(redact(uri)) if isinstance(uri, str) else repr(type(uri).__name__)
         raise SourceError(
-            f"source {uri!r} is not a URI; expected scheme://location, e.g. env://ANTHROPIC_API_KEY, "
+            f"source {shown} is not a URI; expected scheme://location, e.g. env://ANTHROPIC_API_KEY, "
             "dotenv://.env#ANTHROPIC_API_KEY, vault://secret/apps/chat#api_key"
         )
+    shown = repr(redact(uri))  # a key pasted where a source belongs must not be echoed
     scheme, rest = uri.split("://", 1)
     scheme = scheme.lower()
     if not scheme or not all(c.isalnum() or c in "-+." for c in scheme):
-        raise SourceError(f"source {uri!r}: {scheme!r} is not a valid URI scheme")
+        raise SourceError(f"source {shown}: {redact(scheme)!r} is not a valid URI scheme")
     fragment: str | None = None
     if "#" in rest:
         rest, fragment = rest.split("#", 1)
         if not fragment:
-            raise SourceError(f"source {uri!r}: empty field after '#'")
+            raise SourceError(f"source {shown}: empty field after '#'")
     params: dict[str, str] = {}
     if "?" in rest:
         rest, query = rest.split("?", 1)
@@ -156,11 +186,11 @@ def parse_source(uri: str) -> Source:
         try:
             params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
         except ValueError:
-            raise SourceError(f"source {uri!r}: malformed query {query!r}; expected key=value&key=value") from None
+            raise SourceError(f"source {shown}: malformed query {redact(query)!r}; expected key=value&key=value") from None
     for secret_like in ("token", "secret_id", "password"):
         if secret_like in params:
             raise SourceError(
-                f"source {uri!r}: credentials do not belong in a source URI ({secret_like}=...); "
+                f"source {shown}: credentials do not belong in a source URI ({secret_like}=...); "
                 "use the backend's standard environment (VAULT_TOKEN, AWS_PROFILE, ADC)"
             )
     return Source(uri=uri, scheme=scheme, location=rest, field=fragment, params=params)

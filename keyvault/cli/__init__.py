@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "scan": "keyvault.cli.scan:scan",
     "baseline": "keyvault.cli.scan:baseline",
     "hook": "keyvault.cli.scan:hook",
+    "scan-repos": "keyvault.cli.multi_scan:scan_repos",
     "stage": "keyvault.cli.rotate:stage",
     "rotate": "keyvault.cli.rotate:rotate",
     "status": "keyvault.cli.rotate:status",
@@ -61,13 +62,33 @@ def _run(args: list[str]) -> Any:
         code = scan_main(args[1:])
         if code is not None:
             sys.exit(code)
+    import click
+
     from keyvault.cli.app import cli
 
-    return cli.main(args=args, prog_name="keyvault", standalone_mode=True)
+    try:
+        rv = cli.main(args=args, prog_name="keyvault", standalone_mode=False)
+    except click.exceptions.Abort:
+        _echo_err("Aborted!")
+        sys.exit(1)
+    except click.ClickException as exc:
+        # usage errors quote what was typed ("No such command '...'"): a key pasted as an
+        # argument must not be echoed back into the terminal's scrollback or a CI log
+        from keyvault.redact import redact
+
+        exc.message = redact(exc.message)
+        exc.show()
+        sys.exit(exc.exit_code)
+    if isinstance(rv, int):  # ctx.exit(code), --help and --version under standalone_mode=False
+        sys.exit(rv)
+    return None
 
 
 def main(argv: list[str] | None = None) -> Any:
     args = sys.argv[1:] if argv is None else argv
+    from keyvault.hardening import disable_core_dumps
+
+    disable_core_dumps()  # before any key is read: a crash must leave no core file holding it
     debug = "--debug" in args
     try:
         return _run(args)
@@ -76,7 +97,9 @@ def main(argv: list[str] | None = None) -> Any:
             import traceback
 
             traceback.print_exc()
-        _echo_err(f"keyvault: error: {exc}")
+        from keyvault.redact import redact
+
+        _echo_err(f"keyvault: error: {redact(str(exc))}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _echo_err("keyvault: interrupted")

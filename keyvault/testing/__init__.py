@@ -12,6 +12,8 @@ _LAZY = {
     "make_key": "keyvault.testing.keygen",
     "FakeAnthropic": "keyvault.testing.fake_anthropic",
     "FakeSecretManager": "keyvault.testing.fake_gcp",
+    "start_openbao": "keyvault.testing.servers",
+    "start_moto_server": "keyvault.testing.servers",
 }
 
 __all__ = list(_LAZY)
