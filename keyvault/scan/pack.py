@@ -214,6 +214,8 @@ def read_slice(pack: str, entries: list[Entry], known: Known | None, hash_len: i
                         if n in data:
                             needle = True
                             break
+                    if known is not None and not needle:
+                        needle = any(v in data for v, _ in known.values)
                     deltas.append((off, base_off, bytes(base_id), needle, b"\x00" in data))
                     continue
                 if e.kind in ("commit", "tag"):

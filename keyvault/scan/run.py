@@ -398,7 +398,13 @@ def _known(uris: list[str]) -> Known:
 
 
 def _verify(report: Report) -> None:
-    """Ask the Anthropic API whether each distinct key is live. Never changes the verdict."""
+    """Ask the Anthropic API whether each distinct key is live (GET /v1/models for API keys,
+    /v1/organizations/me for Admin keys; no tokens spent). Never changes the verdict: a key
+    that cannot be verified still blocks. The key goes only to the Anthropic API base URL
+    (ANTHROPIC_BASE_URL when set); OAuth tokens, session keys and unknown families are never
+    sent anywhere (their liveness stays unknown)."""
+    from keyvault.keys import ADMIN, API
+
     try:
         from keyvault.anthropic_api import verify_key
     except ImportError:
@@ -407,14 +413,20 @@ def _verify(report: Report) -> None:
     results: dict[str, bool | None] = {}
     for f in report.findings:
         fp = f.fingerprint
-        if fp not in results:
+        if fp in results:
+            f.live = results[fp]
+            continue
+        outcome: object = None
+        if f.family in (API, ADMIN):
             try:
                 outcome = verify_key(f.secret)
             except KeyvaultError as exc:
                 report.scanned.notes.append(f"--verify {f.hint}: {exc}")
-                outcome = None
-            results[fp] = _live(outcome)
-        f.live = results[fp]
+        live = _live(outcome)
+        if outcome is not None and live is None:
+            summary = getattr(outcome, "summary", None)
+            report.scanned.notes.append(f"--verify: {summary() if callable(summary) else f.hint}: liveness unknown")
+        results[fp] = f.live = live
 
 
 def _live(outcome: object) -> bool | None:
