@@ -11,7 +11,6 @@ import sys
 
 from keyvault.errors import KeyvaultError
 from keyvault.keys import FAMILIES, UNKNOWN, Secret
-from keyvault.scan import decode, walk
 from keyvault.scan.config import Config, Excluder, find_config
 from keyvault.scan.engine import Hit, Known, scan_bytes
 from keyvault.scan.findings import Finding, Report
@@ -142,6 +141,8 @@ def _rel_to(root: str, base: str, path: str) -> str:
 
 def _scan_paths(report: Report, paths: list[str], use_gitignore: bool, cfg: Config, excluder: Excluder,
                 known: Known | None, source: str, cwd: str) -> None:
+    from keyvault.scan import decode, walk
+
     s = report.scanned
     for path, explicit in walk.list_files(paths, use_gitignore, s.notes, s.errors):
         if excluder and excluder.excluded(_rel_to(cfg.root, cwd, path)):
@@ -162,6 +163,7 @@ def _scan_paths(report: Report, paths: list[str], use_gitignore: bool, cfg: Conf
 
 
 def _scan_staged(report: Report, cfg: Config, excluder: Excluder, known: Known | None, cwd: str) -> None:
+    from keyvault.scan import decode
     from keyvault.scan.gitio import find_git_root
     from keyvault.scan.staged import staged_files
 
