@@ -470,3 +470,21 @@ def test_known_finds_the_teams_own_key_where_no_pattern_matches(repo: Repo) -> N
 def test_known_with_a_bad_source_is_a_clear_error(repo: Repo) -> None:
     r = repo.scan("--known", "env://NOT_SET_ANYWHERE_12345")
     assert r.code == 2 and "NOT_SET_ANYWHERE_12345" in r.err
+
+
+def test_tree_scan_descends_into_checked_out_submodules_only(repo: Repo, tmp_path: Path) -> None:
+    sub = tmp_path / "lib"
+    sub.mkdir()
+    lib = Repo(sub)
+    lib.git("init", "-q")
+    lib.write("vendor.env", f"K={key()}\n")
+    lib.commit("lib")
+    repo.write("a.txt", "a\n")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "third_party/lib")
+    repo.commit("add lib")
+    r = repo.scan("-f", "json")
+    assert [f["path"] for f in r.findings()] == ["third_party/lib/vendor.env"]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone)], check=True)  # submodule not initialised
+    r = run_scan(["-f", "json"], clone)
+    assert r.code == 0 and r.json()["scanned"]["files"] == 2, r
