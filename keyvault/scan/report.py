@@ -70,8 +70,8 @@ def text(report: Report, mode: str, verify: bool) -> str:
     lines.append("")
     lines.append(f"keyvault scan: {n} Anthropic credential{'s' if n != 1 else ''} found (scanned {summary}{sup})")
     lines.append("What to do now:")
-    lines.append("  1. Treat each key as leaked: revoke it and deploy a new one (keyvault incident; "
-                 "keyvault rotate).")
+    lines.append("  1. Treat each key as leaked: deactivate it and rotate every place that uses it:")
+    lines.append("       keyvault scan ... --format json > findings.json && keyvault incident --finding findings.json")
     if mode == "staged":
         lines.append("  2. Take it out of the commit: remove it from the file, then git add it again "
                      "(or git restore --staged PATH).")
