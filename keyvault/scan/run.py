@@ -83,7 +83,12 @@ def execute(opts: Options) -> int:
     if verify and report.findings:
         _verify(report)
         report.verified = True
-    _emit(report, opts, mode, verify)
+    base = "."
+    if opts.format == "sarif" and (mode == "paths" or opts.paths):
+        from keyvault.scan.gitio import find_git_root
+
+        base = os.path.relpath(cwd, find_git_root(cwd) or cwd)
+    _emit(report, opts, mode, verify, base)
     return exit_code(report)
 
 
@@ -438,7 +443,9 @@ def _live(outcome: object) -> bool | None:
     return live if isinstance(live, bool) else None
 
 
-def _emit(report: Report, opts: Options, mode: str, verify: bool) -> None:
+def _emit(report: Report, opts: Options, mode: str, verify: bool, base: str = ".") -> None:
+    """`base`: where the finding paths start, relative to the top of the work tree (SARIF
+    locations must be relative to the repository root for code scanning)."""
     from keyvault.scan import report as render
 
     report.findings.sort(key=Finding.sort_key)
@@ -447,7 +454,7 @@ def _emit(report: Report, opts: Options, mode: str, verify: bool) -> None:
     elif opts.format == "sarif":
         from keyvault import __version__
 
-        text = render.sarif(report, verify, __version__)
+        text = render.sarif(report, verify, __version__, base)
     else:
         text = render.text(report, mode, verify)
     err = sys.stderr

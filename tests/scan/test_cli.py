@@ -488,3 +488,11 @@ def test_tree_scan_descends_into_checked_out_submodules_only(repo: Repo, tmp_pat
     subprocess.run(["git", "clone", "-q", str(repo.path), str(clone)], check=True)  # submodule not initialised
     r = run_scan(["-f", "json"], clone)
     assert r.code == 0 and r.json()["scanned"]["files"] == 2, r
+
+
+def test_sarif_paths_are_relative_to_the_repository_root(repo: Repo) -> None:
+    repo.write("svc/api/conf.py", f"K = '{key()}'\n")
+    r = run_scan(["-f", "sarif", "api"], repo.path / "svc")
+    loc = json.loads(r.out)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == "svc/api/conf.py"
+    assert [f["path"] for f in run_scan(["-f", "json", "api"], repo.path / "svc").findings()] == ["api/conf.py"]
