@@ -49,19 +49,13 @@ def test_parse_source_fuzz(uri: str) -> None:
     ft.check_parse_source(uri)
 
 
-BACKEND_ECHO = pytest.mark.xfail(strict=True, reason=(
-    "bug in keyvault/backends/env.py and dotenv.py (not this branch's files): their constructors' "
-    "SourceError quotes the variable name with !r ('...' is not an environment variable name), so "
-    "open_backend('env://KEY') raises an exception whose text holds the key (the CLI's error line is "
-    "redacted by main(), a library caller's log is not); fix: quote redact(name). Remove this mark with "
-    "the fix."))
 KEYED_URIS = [
     pytest.param("{key}", id="bare-key"),
     pytest.param("{key}://x", id="key-as-scheme"),
     pytest.param("vault://a?x={key}&token=1", id="key-in-query"),
     pytest.param("vault://a?{key}&&", id="key-in-bad-query"),
-    pytest.param("env://{key}", id="key-as-location", marks=BACKEND_ECHO),
-    pytest.param("dotenv://.env#{key}", id="key-as-field", marks=BACKEND_ECHO),
+    pytest.param("env://{key}", id="key-as-location"),
+    pytest.param("dotenv://.env#{key}", id="key-as-field"),
 ]
 
 
