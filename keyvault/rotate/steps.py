@@ -139,7 +139,7 @@ def create(run: Run) -> Result | None:
     if new is None and run.interactive:
         name = run.policy.key_name(run.env)
         run.say(console.create_steps(name, run.env.workspace_id or run.state.get("old_ws"),
-                                     "Paste it below (input is hidden)."))
+                                     "Paste it at the prompt below; the terminal does not show it."))
         new = prompt_hidden()
         origin = "the prompt"
     if new is None:
