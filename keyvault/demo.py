@@ -63,7 +63,7 @@ def _write_env_file(path: Path, secret: Secret) -> None:
 
 def _scan_a_commit(work: Path, leaked: Secret, say: Say) -> bool:
     """A developer stages a file holding a key: the pre-commit gate refuses it."""
-    from keyvault.scan import scan_staged
+    from keyvault.scan.api import scan_staged
 
     repo = work / "repo"
     repo.mkdir()
@@ -137,7 +137,7 @@ def run_demo(say: Say = print) -> int:
                 f'targets = ["{store_uri}", "{dotenv_uri}"]\n'
             )
             result = rotate(policy, Options(env="dev", report=lambda e: say("   " + e.text().replace(str(work), "$DEMO"))))
-            say(f"   rotation {result.phase}: {result.summary}")
+            say(f"   => {result.summary}")
             if result.phase != "done":
                 return 1
 

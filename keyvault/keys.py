@@ -19,8 +19,8 @@ PREFIX_RE = re.compile(r"sk-ant-([a-z]{2,10}[0-9]{2})-")
 class Family(NamedTuple):
     """One kind of Anthropic credential and its exact shape.
 
-    A NamedTuple, not a dataclass: `import keyvault` must stay cheap (dataclasses pulls in
-    inspect, ~6 ms), since apps import it on their start-up path."""
+    A NamedTuple, not a dataclass: `dataclasses` imports `inspect` (~6-8 ms), and this module
+    is on both the app's start-up path and the pre-commit hook's."""
 
     name: str  # api | admin | oauth-access | oauth-refresh | session | unknown
     prefix: str  # "sk-ant-api03-"; "" for the unknown family (any sk-ant-<word><nn>-)
@@ -80,7 +80,7 @@ def hint(value: str) -> str:
 
 def fingerprint(value: str | Secret) -> str:
     """sha256 hex of the full key value: what baselines, journals and audit logs store."""
-    import hashlib  # here, not at the top: it costs ~3 ms of every app's start-up
+    import hashlib  # here, not at the top: it costs ~3 ms of every app's and hook's start-up
 
     raw = value.reveal() if isinstance(value, Secret) else value
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
@@ -199,9 +199,21 @@ def _trim(text: str) -> tuple[str, list[str]]:
     if text.endswith(";"):
         text = text[:-1].rstrip()
         notes.append("a trailing ';'")
-    while len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"`":
-        notes.append(f"surrounding {text[0]} quotes")
-        text = text[1:-1].strip()
+    # walk indices inward and slice once: slicing per quote pair is quadratic on a pasted file
+    i, j = 0, len(text)
+    quotes: list[str] = []
+    while j - i >= 2 and text[i] == text[j - 1] and text[i] in "'\"`":
+        quotes.append(text[i])
+        i, j = i + 1, j - 1
+        while i < j and text[i].isspace():
+            i += 1
+        while j > i and text[j - 1].isspace():
+            j -= 1
+    if quotes:
+        text = text[i:j]
+        kinds = sorted(set(quotes))
+        more = f" ({len(quotes)} pairs)" if len(quotes) > 1 else ""
+        notes.append(f"surrounding {' and '.join(kinds)} quotes{more}")
     return text, notes
 
 

@@ -56,6 +56,7 @@ from typing import Protocol, runtime_checkable
 
 from keyvault.errors import SourceError, UnsupportedOperation
 from keyvault.keys import Secret
+from keyvault.redact import redact
 
 BUILTIN: dict[str, str] = {
     "env": "keyvault.backends.env:EnvBackend",
@@ -79,7 +80,7 @@ class Source:
     params: dict[str, str] = _field(default_factory=dict)
 
     def __str__(self) -> str:
-        return self.uri
+        return redact(self.uri)
 
 
 @dataclass(frozen=True)
@@ -162,19 +163,21 @@ class ReadOnlyBackend:
 def parse_source(uri: str) -> Source:
     """Split `scheme://location?k=v&k2=v2#field`; errors say what was expected."""
     if not isinstance(uri, str) or "://" not in uri:
+        shown = repr(redact(uri)) if isinstance(uri, str) else repr(type(uri).__name__)
         raise SourceError(
-            f"source {uri!r} is not a URI; expected scheme://location, e.g. env://ANTHROPIC_API_KEY, "
+            f"source {shown} is not a URI; expected scheme://location, e.g. env://ANTHROPIC_API_KEY, "
             "dotenv://.env#ANTHROPIC_API_KEY, vault://secret/apps/chat#api_key"
         )
+    shown = repr(redact(uri))  # a key pasted where a source belongs must not be echoed
     scheme, rest = uri.split("://", 1)
     scheme = scheme.lower()
     if not scheme or not all(c.isalnum() or c in "-+." for c in scheme):
-        raise SourceError(f"source {uri!r}: {scheme!r} is not a valid URI scheme")
+        raise SourceError(f"source {shown}: {redact(scheme)!r} is not a valid URI scheme")
     fragment: str | None = None
     if "#" in rest:
         rest, fragment = rest.split("#", 1)
         if not fragment:
-            raise SourceError(f"source {uri!r}: empty field after '#'")
+            raise SourceError(f"source {shown}: empty field after '#'")
     params: dict[str, str] = {}
     if "?" in rest:
         rest, query = rest.split("?", 1)
@@ -183,11 +186,11 @@ def parse_source(uri: str) -> Source:
         try:
             params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
         except ValueError:
-            raise SourceError(f"source {uri!r}: malformed query {query!r}; expected key=value&key=value") from None
+            raise SourceError(f"source {shown}: malformed query {redact(query)!r}; expected key=value&key=value") from None
     for secret_like in ("token", "secret_id", "password"):
         if secret_like in params:
             raise SourceError(
-                f"source {uri!r}: credentials do not belong in a source URI ({secret_like}=...); "
+                f"source {shown}: credentials do not belong in a source URI ({secret_like}=...); "
                 "use the backend's standard environment (VAULT_TOKEN, AWS_PROFILE, ADC)"
             )
     return Source(uri=uri, scheme=scheme, location=rest, field=fragment, params=params)

@@ -8,13 +8,9 @@ key value: every exception message is built from hints and fingerprints).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
-import click
-
-from keyvault import __version__
 from keyvault.errors import KeyvaultError
 
 # command name -> "module:attribute"; a missing module means the command is not built yet.
@@ -36,63 +32,44 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in COMMANDS if self._load(name) is not None)
+def __getattr__(name: str) -> Any:
+    # The click group lives in keyvault.cli.app so that `keyvault scan` (the pre-commit hook)
+    # can run without importing click; `from keyvault.cli import cli` still works.
+    if name in ("cli", "LazyGroup"):
+        from keyvault.cli import app
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return self._load(name)
-
-    @staticmethod
-    def _load(name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None
-            raise
-        return getattr(module, attr, None)
+        return getattr(app, name)
+    raise AttributeError(f"module 'keyvault.cli' has no attribute {name!r}")
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="keyvault")
-@click.option("--debug", is_flag=True, help="On error, show the traceback (never a key value).")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """Resolve, rotate and guard Anthropic API keys.
-
-    \b
-    Start here:
-      keyvault demo                 the whole life of a key, offline, in seconds
-      keyvault scan --staged        refuse a commit that holds a key
-      keyvault get                  where the app's key comes from (hint, version, age)
-      keyvault rotate               create -> update -> verify -> revoke
-
-    Keys are read from stdin, a file descriptor or a backend; never from the command line.
-    """
-    ctx.obj = {"debug": debug}
+def _echo_err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def fail(message: str, code: int = 2) -> None:
     """Report a usage or runtime error the way every command does."""
-    click.echo(f"keyvault: error: {message}", err=True)
+    _echo_err(f"keyvault: error: {message}")
     sys.exit(code)
 
 
-def main(argv: list[str] | None = None) -> Any:
-    args = sys.argv[1:] if argv is None else argv
-    from keyvault.hardening import disable_core_dumps
+def _run(args: list[str]) -> Any:
+    # Fast path: `keyvault scan ...` is the pre-commit hook; its own argv parser avoids
+    # importing click. It returns None for anything it does not handle (--help, a typo).
+    if args[:1] == ["scan"]:
+        from keyvault.scan.cli import main as scan_main
 
-    disable_core_dumps()  # before any key is read: a crash must leave no core file holding it
-    debug = "--debug" in args
+        code = scan_main(args[1:])
+        if code is not None:
+            sys.exit(code)
+    import click
+
+    from keyvault.cli.app import cli
+
     try:
         rv = cli.main(args=args, prog_name="keyvault", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
+        _echo_err("Aborted!")
         sys.exit(1)
     except click.ClickException as exc:
         # usage errors quote what was typed ("No such command '...'"): a key pasted as an
@@ -102,26 +79,35 @@ def main(argv: list[str] | None = None) -> Any:
         exc.message = redact(exc.message)
         exc.show()
         sys.exit(exc.exit_code)
+    if isinstance(rv, int):  # ctx.exit(code), --help and --version under standalone_mode=False
+        sys.exit(rv)
+    return None
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = sys.argv[1:] if argv is None else argv
+    from keyvault.hardening import disable_core_dumps
+
+    disable_core_dumps()  # before any key is read: a crash must leave no core file holding it
+    debug = "--debug" in args
+    try:
+        return _run(args)
     except KeyvaultError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"keyvault: error: {exc}", err=True)
+        from keyvault.redact import redact
+
+        _echo_err(f"keyvault: error: {redact(str(exc))}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("keyvault: interrupted", err=True)
+        _echo_err("keyvault: interrupted")
         sys.exit(130)
     except Exception as exc:  # a bug: say so without echoing a message that might hold data
         if debug:
             import traceback
 
             traceback.print_exc()
-        click.echo(
-            f"keyvault: internal error ({type(exc).__name__}); rerun with --debug for the traceback",
-            err=True,
-        )
+        _echo_err(f"keyvault: internal error ({type(exc).__name__}); rerun with --debug for the traceback")
         sys.exit(2)
-    if isinstance(rv, int):  # ctx.exit(code), --help and --version under standalone_mode=False
-        sys.exit(rv)
-    return None
