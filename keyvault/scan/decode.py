@@ -27,7 +27,7 @@ MAX_TOTAL_BYTES = 256 << 20  # per scanned file or blob, across all nested conta
 MAX_MEMBERS = 10_000
 MAX_DEPTH = 4  # nested decoders (zip > gzip > base64 ...)
 
-_B64_RUN = re.compile(rb"[A-Za-z0-9+/_\-]{1,1200}")
+_B64_RUN: list[re.Pattern[bytes]] = []  # compiled on first use
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _ESCAPED = {
     b"\\/": b"/",
@@ -84,8 +84,11 @@ def base64_window(data: bytes, group: int) -> tuple[bytes, int, bool]:
     seg_start = _run_start(data, group)
     percent = False
     size = len(data)
+    if not _B64_RUN:
+        _B64_RUN.append(re.compile(rb"[A-Za-z0-9+/_\-]{1,1200}"))
+    run = _B64_RUN[0]
     while n < MAX_B64_CHARS and i < size:
-        m = _B64_RUN.match(data, i, min(size, i + MAX_B64_CHARS - n))
+        m = run.match(data, i, min(size, i + MAX_B64_CHARS - n))
         if m is not None:
             parts.append(m.group())
             n += m.end() - i

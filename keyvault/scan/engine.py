@@ -19,7 +19,7 @@ from keyvault.scan import decode
 from keyvault.scan.detect import LITERAL, candidates, classify
 
 PREFILTER = (LITERAL, *decode.B64_FORMS)
-ALLOW = re.compile(rb"keyvault:\s?allow")
+_ALLOW: list[re.Pattern[bytes]] = []  # `keyvault: allow`, compiled on first use
 _ALLOW_REACH = 4096  # how far from a key an allow comment on the same line is looked for
 _COLUMN_CHARS_LIMIT = 1 << 16
 
@@ -89,6 +89,7 @@ def _frame(data: bytes, chain: tuple[str, ...], member: str, depth: int, out: li
            known: Known | None, budget: decode.Budget) -> None:
     kind = decode.container_kind(data) if depth < decode.MAX_DEPTH else None
     if kind is not None:
+        notes_before = len(budget.notes)
         if kind == "zip":
             members = decode.zip_members(data, budget)
             if members is not None:
@@ -101,7 +102,10 @@ def _frame(data: bytes, chain: tuple[str, ...], member: str, depth: int, out: li
             content = inflate(data, budget)
             if content and might_hold(content, known):
                 _frame(content, (*chain, kind), member, depth + 1, out, known, budget)
-            return
+            if content and len(budget.notes) == notes_before:
+                return
+        # not a valid archive after all (a text starting with the magic, a damaged file):
+        # its bytes are still scanned as they are
     binary = b"\x00" in data
     if binary:
         text_kind = decode.utf16_kind(data)
@@ -146,7 +150,9 @@ def _frame(data: bytes, chain: tuple[str, ...], member: str, depth: int, out: li
             lo = max(last_nl + 1, pos - _ALLOW_REACH)
             end = data.find(b"\n", pos, pos + _ALLOW_REACH)
             hi = end if end >= 0 else min(len(data), pos + _ALLOW_REACH)
-            hit.allowed = ALLOW.search(data, lo, hi) is not None
+            if not _ALLOW:
+                _ALLOW.append(re.compile(rb"keyvault:\s?allow"))
+            hit.allowed = _ALLOW[0].search(data, lo, hi) is not None
         out.append(hit)
 
 

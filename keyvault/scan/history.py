@@ -50,7 +50,8 @@ ObjHits = tuple[str, str, list[RawHit]]
 
 
 def all_objects(cwd: str | None = None) -> list[Obj]:
-    """Every blob, commit and tag in the repository, in pack order."""
+    """Every blob and tag object in the repository, in pack order (commit messages are read
+    through `git log`, see CommitMessages)."""
     _, out, _ = gitio.run(
         ["cat-file", "--batch-all-objects", "--unordered",
          "--batch-check=%(objectname) %(objecttype) %(objectsize)"], cwd=cwd,
@@ -58,15 +59,15 @@ def all_objects(cwd: str | None = None) -> list[Obj]:
     objs: list[Obj] = []
     for line in out.split(b"\n"):
         parts = line.split(b" ")
-        if len(parts) != 3 or parts[1] == b"tree":
+        if len(parts) != 3 or parts[1] in (b"tree", b"commit"):
             continue
         objs.append(Obj(parts[0].decode(), parts[1].decode(), int(parts[2])))
     return objs
 
 
 def range_objects(tips: list[str], excludes: list[str], cwd: str | None = None) -> list[Obj]:
-    """Blobs, commits and tags reachable from `tips` and not from `excludes` (rev-list
-    arguments such as `^sha` or `--remotes`), with the path git first saw each blob at."""
+    """Blobs and tags reachable from `tips` and not from `excludes` (rev-list arguments such
+    as `^sha` or `--remotes`), with the path git first saw each blob at."""
     if not tips:
         return []
     _, out, _ = gitio.run(["rev-list", "--objects", *tips, *excludes, "--"], cwd=cwd)
@@ -84,17 +85,76 @@ def range_objects(tips: list[str], excludes: list[str], cwd: str | None = None) 
     objs: list[Obj] = []
     for (sha, path), line in zip(listed, out.split(b"\n")):
         parts = line.split(b" ")
-        if len(parts) != 3 or parts[1] == b"tree":
+        if len(parts) != 3 or parts[1] in (b"tree", b"commit"):
             continue
         objs.append(Obj(sha, parts[1].decode(), int(parts[2]), path))
     return objs
 
 
+class CommitMessages:
+    """The message of every commit of `revs`, read by one `git log` started up front so it runs
+    while the blobs are scanned (git inflates commits in C; one pass, in any repository)."""
+
+    def __init__(self, revs: list[str], cwd: str | None) -> None:
+        import threading
+
+        argv = [*gitio.GIT, "log", "--no-color", "--format=%x00%H%n%B", *revs, "--"]
+        if cwd:
+            argv[1:1] = ["-C", cwd]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+        self._out = b""
+        self._err = b""
+
+        def drain() -> None:
+            assert self._proc.stdout is not None and self._proc.stderr is not None
+            self._out = self._proc.stdout.read()
+            self._err = self._proc.stderr.read()
+
+        self._thread = threading.Thread(target=drain, daemon=True)
+        self._thread.start()
+
+    def scan(self, known: Known | None) -> tuple[int, int, list[ObjHits]]:
+        """(commits, bytes, hits): waits for git log, then scans the messages."""
+        from keyvault.scan.engine import PREFILTER
+
+        self._thread.join()
+        self._proc.wait()
+        if self._proc.returncode != 0:
+            raise KeyvaultError(f"git log failed (exit {self._proc.returncode}): "
+                                f"{self._err.decode('utf-8', 'replace').strip()[:200]}")
+        out = self._out
+        count = out.count(b"\0")
+        hits: list[ObjHits] = []
+        if not any(lit in out for lit in PREFILTER) and not (known and any(v in out for v, _ in known.values)):
+            return count, len(out), hits
+        for record in out.split(b"\0")[1:]:
+            sha, _, message = record.partition(b"\n")
+            found = scan_bytes(message, known)
+            if found:
+                hits.append((sha.decode(), "commit", [_raw(h) for h in found]))
+        return count, len(out), hits
+
+
 def scan_objects(objs: list[Obj], known: Known | None, jobs: int | None = None,
                  cwd: str | None = None) -> tuple[list[ObjHits], list[str]]:
     """Read and scan every object; (objects that hit with their hits, notes)."""
-    total = sum(o.size for o in objs)
     cores = max(1, min(jobs or available_cores(), 8))
+    hits: list[ObjHits] = []
+    notes: list[str] = []
+    if os.environ.get("KEYVAULT_SCAN_ENGINE", "pack") != "git":
+        from keyvault.scan import pack
+
+        done = pack.scan(objs, known, cores, cwd)
+        if done is not None:
+            hits, notes, objs = done
+    more, more_notes = _plain(objs, known, cores, cwd)
+    return hits + more, notes + more_notes
+
+
+def _plain(objs: list[Obj], known: Known | None, cores: int, cwd: str | None) -> tuple[list[ObjHits], list[str]]:
+    """Every object through `git cat-file --batch` readers, one per core."""
+    total = sum(o.size for o in objs)
     threshold = int(os.environ.get("KEYVAULT_SCAN_PARALLEL_BYTES", PARALLEL_BYTES))
     if cores == 1 or total < threshold or len(objs) < 2 * cores:
         return _read_and_scan([o.sha for o in objs], known, cwd)
@@ -149,9 +209,10 @@ def _worker(shas: list[str]) -> tuple[list[ObjHits], list[str]]:
     return _read_and_scan(shas, _KNOWN, _CWD)
 
 
-def _read_and_scan(shas: list[str], known: Known | None, cwd: str | None) -> tuple[list[ObjHits], list[str]]:
+def read_objects(shas: list[str], cwd: str | None):  # type: ignore[no-untyped-def]
+    """(sha, type, content, notes) for each object, through one `git cat-file --batch`."""
     if not shas:
-        return [], []
+        return
     r, w = os.pipe()
     try:
         import fcntl
@@ -183,49 +244,55 @@ def _read_and_scan(shas: list[str], known: Known | None, cwd: str | None) -> tup
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    hits: list[ObjHits] = []
-    notes: list[str] = []
-    with os.fdopen(r, "rb", buffering=1 << 20) as stream:
-        readline = stream.readline
-        read = stream.read
-        from keyvault.scan import decode
-        from keyvault.scan.engine import might_hold
-
-        while True:
-            header = readline()
-            if not header:
-                break
-            parts = header.split()
-            if len(parts) != 3:
-                continue  # "<sha> missing": listed but gone (a concurrent gc); nothing to read
-            size = int(parts[2])
-            data = read(size + 1)
-            if len(data) < size:
-                notes.append(f"object {parts[0].decode()} was cut short while reading")
-                break
-            if size + 1 == len(data):
-                data = data[:size]
-            if not might_hold(data, known):
-                continue
-            kind = parts[1].decode()
-            sha = parts[0].decode()
-            if kind in ("commit", "tag"):
-                body = data.find(b"\n\n")
-                found = scan_bytes(data[body + 2:] if body >= 0 else b"", known)
-                if found:
-                    hits.append((sha, kind, [_raw(h) for h in found]))
-                continue
-            budget = decode.Budget()
-            found = scan_bytes(data, known, budget)
-            notes.extend(f"blob {sha}: {n}" for n in budget.notes)
-            if found:
-                hits.append((sha, kind, [_raw(h) for h in found]))
-    proc.wait()
-    feeder.join(timeout=1)
-    err = proc.stderr.read() if proc.stderr else b""
+    try:
+        with os.fdopen(r, "rb", buffering=1 << 20) as stream:
+            readline = stream.readline
+            read = stream.read
+            while True:
+                header = readline()
+                if not header:
+                    break
+                parts = header.split()
+                if len(parts) != 3:
+                    continue  # "<sha> missing": listed but gone (a concurrent gc)
+                size = int(parts[2])
+                data = read(size + 1)
+                if len(data) < size:
+                    yield parts[0].decode(), parts[1].decode(), b"", [f"object {parts[0].decode()} was cut short"]
+                    break
+                yield parts[0].decode(), parts[1].decode(), data[:size], []
+    finally:
+        proc.wait()
+        feeder.join(timeout=1)
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.stderr:
+            proc.stderr.close()
     if proc.returncode not in (0, None):
         raise KeyvaultError(f"git cat-file failed (exit {proc.returncode}): "
                             f"{err.decode('utf-8', 'replace').strip()[:200]}")
+
+
+def _read_and_scan(shas: list[str], known: Known | None, cwd: str | None) -> tuple[list[ObjHits], list[str]]:
+    from keyvault.scan import decode
+    from keyvault.scan.engine import might_hold
+
+    hits: list[ObjHits] = []
+    notes: list[str] = []
+    for sha, kind, data, obj_notes in read_objects(shas, cwd):
+        notes.extend(obj_notes)
+        if not might_hold(data, known):
+            continue
+        if kind in ("commit", "tag"):
+            body = data.find(b"\n\n")
+            found = scan_bytes(data[body + 2:] if body >= 0 else b"", known)
+            if found:
+                hits.append((sha, kind, [_raw(h) for h in found]))
+            continue
+        budget = decode.Budget()
+        found = scan_bytes(data, known, budget)
+        notes.extend(f"blob {sha}: {n}" for n in budget.notes)
+        if found:
+            hits.append((sha, kind, [_raw(h) for h in found]))
     return hits, notes
 
 
@@ -237,47 +304,52 @@ def _raw(h: Hit) -> RawHit:
 
 # --- which commit and path introduced a blob -------------------------------------------------
 
-def introductions(blobs: Iterable[str], revs: list[str], cwd: str | None = None) -> dict[str, list[tuple[str, str]]]:
-    """For each blob: [(commit, path)] where a commit of `revs` (log arguments such as
-    `--all`) adds it, oldest first. Reads `git log --raw` (tree diffs only, no content) and
+def introductions(blobs: Iterable[str], revs: list[str],
+                  cwd: str | None = None) -> dict[str, list[tuple[str, str, int, int]]]:
+    """For each blob: [(commit, path, commit time, log position)] where a commit of `revs` (log arguments such
+    as `--all`) adds it, oldest first. Reads `git log --raw` (tree diffs only, no content) and
     stops as soon as every blob has been seen once, then asks again, limited to the paths
     found, for older introductions."""
     wanted = set(blobs)
     if not wanted:
         return {}
-    found: dict[str, list[tuple[str, str]]] = {}
+    found: dict[str, list[tuple[str, str, int, int]]] = {}
     paths = _walk_log(wanted, revs, [], cwd, stop_when_all_seen=True, found=found)
     missing = wanted - set(found)
     if missing:  # added only by a merge (an "evil merge" resolution): look at merge diffs too
         paths |= _walk_log(missing, [*revs, "-m"], [], cwd, stop_when_all_seen=True, found=found)
     if paths:
-        older: dict[str, list[tuple[str, str]]] = {}
+        # the whole history of those paths, in one consistent order (the early-stopped walk
+        # above only saw the newest introductions)
+        older: dict[str, list[tuple[str, str, int, int]]] = {}
         _walk_log(wanted, revs, sorted(paths), cwd, stop_when_all_seen=False, found=older)
         for sha, places in older.items():
-            merged = found.setdefault(sha, [])
-            for place in places:
-                if place not in merged:
-                    merged.append(place)
-    # oldest first: log lists newest first
-    return {sha: list(reversed(places)) for sha, places in found.items()}
+            found[sha] = places
+    # oldest first: by commit time, then by log position (log lists newer commits first)
+    return {sha: sorted(places, key=lambda p: (p[2], -p[3])) for sha, places in found.items()}
 
 
 def _walk_log(wanted: set[str], revs: list[str], paths: list[str], cwd: str | None,
-              stop_when_all_seen: bool, found: dict[str, list[tuple[str, str]]]) -> set[str]:
-    argv = [*gitio.GIT, "log", "--format=%x01%H", "--raw", "--no-abbrev", "--no-renames",
+              stop_when_all_seen: bool, found: dict[str, list[tuple[str, str, int, int]]]) -> set[str]:
+    argv = [*gitio.GIT, "log", "--format=%x01%H %ct", "--raw", "--no-abbrev", "--no-renames",
             "--no-color", *revs, "--"]
     argv.extend(paths)
     if cwd:
         argv[1:1] = ["-C", cwd]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     commit = ""
+    when = 0
+    rank = 0
     seen_paths: set[str] = set()
     remaining = set(wanted)
     try:
         for line in proc.stdout:
             if line.startswith(b"\x01"):
-                commit = line[1:].strip().decode()
+                head = line[1:].split()
+                commit = head[0].decode()
+                when = int(head[1]) if len(head) > 1 else 0
+                rank += 1
                 continue
             if not line.startswith(b":"):
                 continue
@@ -289,8 +361,8 @@ def _walk_log(wanted: set[str], revs: list[str], paths: list[str], cwd: str | No
             if new in wanted and fields[4][:1] in (b"A", b"M", b"T"):
                 path = gitio.unquote_path(name)
                 places = found.setdefault(new, [])
-                if (commit, path) not in places:
-                    places.append((commit, path))
+                if all(p[:2] != (commit, path) for p in places):
+                    places.append((commit, path, when, rank))
                 seen_paths.add(path)
                 remaining.discard(new)
                 if stop_when_all_seen and not remaining:

@@ -70,8 +70,8 @@ def text(report: Report, mode: str, verify: bool) -> str:
     lines.append("")
     lines.append(f"keyvault scan: {n} Anthropic credential{'s' if n != 1 else ''} found (scanned {summary}{sup})")
     lines.append("What to do now:")
-    lines.append("  1. Treat each key as leaked: revoke it and deploy a new one (keyvault incident; "
-                 "keyvault rotate).")
+    lines.append("  1. Treat each key as leaked: deactivate it and rotate every place that uses it:")
+    lines.append("       keyvault scan ... --format json > findings.json && keyvault incident --finding findings.json")
     if mode == "staged":
         lines.append("  2. Take it out of the commit: remove it from the file, then git add it again "
                      "(or git restore --staged PATH).")
@@ -107,7 +107,7 @@ def as_json(report: Report, verify: bool) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def sarif(report: Report, verify: bool, version: str) -> str:
+def sarif(report: Report, verify: bool, version: str, base: str = ".") -> str:
     import json
 
     rule_ids = list(_RULE_TEXT)
@@ -147,7 +147,8 @@ def sarif(report: Report, verify: bool, version: str) -> str:
                 if f.column is not None:
                     region["startColumn"] = f.column
             location: dict[str, object] = {
-                "artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"},
+                "artifactLocation": {"uri": _uri(f.path, base if f.source in ("worktree", "staged") else "."),
+                                     "uriBaseId": "%SRCROOT%"},
             }
             if region:
                 location["region"] = region
@@ -166,8 +167,11 @@ def sarif(report: Report, verify: bool, version: str) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def _uri(path: str) -> str:
+def _uri(path: str, base: str = ".") -> str:
+    import posixpath
     from urllib.parse import quote
 
     outer = path.split("!", 1)[0]
+    if base not in ("", "."):
+        outer = posixpath.normpath(posixpath.join(base.replace("\\", "/"), outer.replace("\\", "/")))
     return quote(outer.replace("\\", "/").lstrip("/"), safe="/")

@@ -11,7 +11,6 @@ import sys
 
 from keyvault.errors import KeyvaultError
 from keyvault.keys import FAMILIES, UNKNOWN, Secret
-from keyvault.scan import decode, walk
 from keyvault.scan.config import Config, Excluder, find_config
 from keyvault.scan.engine import Hit, Known, scan_bytes
 from keyvault.scan.findings import Finding, Report
@@ -84,7 +83,12 @@ def execute(opts: Options) -> int:
     if verify and report.findings:
         _verify(report)
         report.verified = True
-    _emit(report, opts, mode, verify)
+    base = "."
+    if opts.format == "sarif" and (mode == "paths" or opts.paths):
+        from keyvault.scan.gitio import find_git_root
+
+        base = os.path.relpath(cwd, find_git_root(cwd) or cwd)
+    _emit(report, opts, mode, verify, base)
     return exit_code(report)
 
 
@@ -142,6 +146,8 @@ def _rel_to(root: str, base: str, path: str) -> str:
 
 def _scan_paths(report: Report, paths: list[str], use_gitignore: bool, cfg: Config, excluder: Excluder,
                 known: Known | None, source: str, cwd: str) -> None:
+    from keyvault.scan import decode, walk
+
     s = report.scanned
     for path, explicit in walk.list_files(paths, use_gitignore, s.notes, s.errors):
         if excluder and excluder.excluded(_rel_to(cfg.root, cwd, path)):
@@ -162,6 +168,7 @@ def _scan_paths(report: Report, paths: list[str], use_gitignore: bool, cfg: Conf
 
 
 def _scan_staged(report: Report, cfg: Config, excluder: Excluder, known: Known | None, cwd: str) -> None:
+    from keyvault.scan import decode
     from keyvault.scan.gitio import find_git_root
     from keyvault.scan.staged import staged_files
 
@@ -257,15 +264,17 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
 
     s = report.scanned
     if spec is None:
-        objs = history.all_objects(cwd)
         revs = ["--all"]
+        messages = history.CommitMessages(revs, cwd)
+        objs = history.all_objects(cwd)
     else:
         tips, excludes = spec
         if not tips:
             s.notes.append("nothing to scan: the push or range adds no commits")
             return
-        objs = history.range_objects(tips, excludes, cwd)
         revs = [*tips, *excludes]
+        messages = history.CommitMessages(revs, cwd)
+        objs = history.range_objects(tips, excludes, cwd)
     from keyvault.scan.gitio import find_git_root
 
     root = find_git_root(cwd) or cwd
@@ -277,38 +286,62 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
                 s.skipped += 1
                 continue
             s.blobs += 1
-        else:
-            s.commits += 1
         s.bytes += o.size
         todo.append(o)
+    import time
+
+    from keyvault.scan.pack import _trace
+
+    t = _trace("list objects", time.perf_counter())
     hits, notes = history.scan_objects(todo, known, opts.jobs, cwd)
+    t = _trace("scan objects", t)
+    n_commits, n_bytes, msg_hits = messages.scan(known)
+    s.commits += n_commits
+    s.bytes += n_bytes
+    hits.extend(msg_hits)
+    t = _trace("commit messages", t)
     s.notes.extend(notes)
     blob_hits = [(sha, raw) for sha, kind, raw in hits if kind == "blob"]
     msg_hits = [(sha, raw) for sha, kind, raw in hits if kind != "blob"]
     if msg_hits and spec is None:
-        reachable = history.reachable_commits([sha for sha, _ in msg_hits], cwd)
-        msg_hits = [(sha, raw) for sha, raw in msg_hits if sha in reachable]
+        # annotated tags: a tag object no ref points at is not history
+        tags = [sha for sha, kind, _ in hits if kind == "tag"]
+        reachable = history.reachable_commits(tags, cwd) if tags else set()
+        msg_hits = [(sha, raw) for sha, raw in msg_hits if sha in reachable or sha not in tags]
     for sha, raw in msg_hits:
         _add(report, [_hit(r) for r in raw], None, "commit-message", sha)
     if not blob_hits:
         return
     places = history.introductions([sha for sha, _ in blob_hits], revs, cwd)
+    _trace("introducing commits", t)
     unreachable = 0
+    # one finding per credential and path: where it first entered history
+    first: dict[tuple[str, str, str | None], tuple[tuple[int, int], str, Hit]] = {}
+    order: list[tuple[str, str, str | None]] = []
     for sha, raw in blob_hits:
         where = places.get(sha)
         if not where:
             if spec is None:
                 unreachable += 1
                 continue
-            where = [("", paths.get(sha) or f"blob:{sha}")]
-        first_by_path: dict[str, str] = {}
-        for commit, path in where:
-            first_by_path.setdefault(path, commit)
-        for path, commit in first_by_path.items():
+            where = [("", paths.get(sha) or f"blob:{sha}", 0, 0)]
+        for commit, path, when, rank in where:
+            age = (when, -rank)  # older: earlier commit time, then later in log order
             if excluder and excluder.excluded(_rel_to(cfg.root, root, path)):
                 s.skipped += 1
                 continue
-            _add(report, [_hit(r) for r in raw], path, "history", commit or None)
+            for r in raw:
+                h = _hit(r)
+                slot = (h.secret.fingerprint, path + h.member, h.chain)
+                seen = first.get(slot)
+                if seen is None:
+                    order.append(slot)
+                if seen is None or age < seen[0]:
+                    first[slot] = (age, commit, h)
+    for slot in order:
+        _, commit, h = first[slot]
+        path = slot[1][: len(slot[1]) - len(h.member)] if h.member else slot[1]
+        _add(report, [h], path, "history", commit or None)
     if unreachable:
         s.notes.append(f"{unreachable} unreachable object{'s' if unreachable != 1 else ''} (no ref leads to "
                        "them) hold credentials; they are not history, and git gc --prune=now deletes them")
@@ -372,7 +405,13 @@ def _known(uris: list[str]) -> Known:
 
 
 def _verify(report: Report) -> None:
-    """Ask the Anthropic API whether each distinct key is live. Never changes the verdict."""
+    """Ask the Anthropic API whether each distinct key is live (GET /v1/models for API keys,
+    /v1/organizations/me for Admin keys; no tokens spent). Never changes the verdict: a key
+    that cannot be verified still blocks. The key goes only to the Anthropic API base URL
+    (ANTHROPIC_BASE_URL when set); OAuth tokens, session keys and unknown families are never
+    sent anywhere (their liveness stays unknown)."""
+    from keyvault.keys import ADMIN, API
+
     try:
         from keyvault.anthropic_api import verify_key
     except ImportError:
@@ -381,14 +420,20 @@ def _verify(report: Report) -> None:
     results: dict[str, bool | None] = {}
     for f in report.findings:
         fp = f.fingerprint
-        if fp not in results:
+        if fp in results:
+            f.live = results[fp]
+            continue
+        outcome: object = None
+        if f.family in (API, ADMIN):
             try:
                 outcome = verify_key(f.secret)
             except KeyvaultError as exc:
                 report.scanned.notes.append(f"--verify {f.hint}: {exc}")
-                outcome = None
-            results[fp] = _live(outcome)
-        f.live = results[fp]
+        live = _live(outcome)
+        if outcome is not None and live is None:
+            summary = getattr(outcome, "summary", None)
+            report.scanned.notes.append(f"--verify: {summary() if callable(summary) else f.hint}: liveness unknown")
+        results[fp] = f.live = live
 
 
 def _live(outcome: object) -> bool | None:
@@ -398,7 +443,9 @@ def _live(outcome: object) -> bool | None:
     return live if isinstance(live, bool) else None
 
 
-def _emit(report: Report, opts: Options, mode: str, verify: bool) -> None:
+def _emit(report: Report, opts: Options, mode: str, verify: bool, base: str = ".") -> None:
+    """`base`: where the finding paths start, relative to the top of the work tree (SARIF
+    locations must be relative to the repository root for code scanning)."""
     from keyvault.scan import report as render
 
     report.findings.sort(key=Finding.sort_key)
@@ -407,7 +454,7 @@ def _emit(report: Report, opts: Options, mode: str, verify: bool) -> None:
     elif opts.format == "sarif":
         from keyvault import __version__
 
-        text = render.sarif(report, verify, __version__)
+        text = render.sarif(report, verify, __version__, base)
     else:
         text = render.text(report, mode, verify)
     err = sys.stderr

@@ -80,11 +80,13 @@ def _git_listing(directory: str, notes: list[str]) -> list[str] | None:
         except OSError:
             continue  # deleted in the work tree but still in the index: nothing to read
         if stat.S_ISDIR(st.st_mode):
-            # a submodule (git lists it as one entry): scan it with its own ignore rules
+            # a submodule (git lists it as one entry): scan it with its own ignore rules when it
+            # is checked out; an uninitialised one is an empty directory with nothing to read
+            if not os.path.exists(os.path.join(full, ".git")):
+                continue
             sub = _git_listing(full, notes)
-            if sub is None:
-                sub = _walk(full, notes)
-            result.extend(os.path.join(name, s) for s in sub)
+            if sub is not None:
+                result.extend(os.path.join(name, s) for s in sub)
             continue
         result.append(name)
     return result

@@ -415,3 +415,84 @@ def test_the_hook_path_does_not_import_click(repo: Repo) -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=repo.path, capture_output=True, text=True)
     assert "CLICK=False" in out.stderr, out.stderr
+
+
+# --- --verify and --known (the API and the backends, for real) -----------------------------------
+
+def test_verify_marks_live_and_dead_keys_and_never_unblocks(repo: Repo, fake_anthropic) -> None:
+    live = fake_anthropic.mint_key("prod")
+    revoked = fake_anthropic.mint_key("old", status="inactive")
+    unknown = key()  # never minted: 401
+    oauth = key(OAUTH_ACCESS)
+    repo.write("a.env", f"A={live.secret.reveal()}\nB={revoked.secret.reveal()}\nC={unknown}\nD={oauth}\n")
+    env = {"ANTHROPIC_BASE_URL": fake_anthropic.base_url}
+    r = repo.scan("--verify", "-f", "json", env=env)
+    assert r.code == 1, r
+    assert [f["live"] for f in r.findings()] == [True, False, False, None]
+    r = repo.scan("--verify", env=env)
+    assert "LIVE" in r.out and "not live" in r.out and "liveness unknown" in r.out
+    assert "live" not in repo.scan("-f", "json").findings()[0]  # off by default
+    sarif = json.loads(repo.scan("--verify", "-f", "sarif", env=env).out)
+    assert sarif["runs"][0]["results"][0]["properties"]["live"] is True
+
+
+def test_verify_when_the_api_cannot_be_reached_still_blocks(repo: Repo) -> None:
+    repo.write("a.env", f"A={key()}\n")
+    r = repo.scan("--verify", "-f", "json", env={"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})
+    assert r.code == 1 and r.findings()[0]["live"] is None
+    assert "liveness unknown" in r.err
+
+
+def test_verify_on_from_config_only_when_configured(repo: Repo, fake_anthropic) -> None:
+    minted = fake_anthropic.mint_key("prod")
+    repo.write("a.env", f"A={minted.secret.reveal()}\n")
+    repo.write("keyvault.toml", "[scan]\nverify = true\n")
+    env = {"ANTHROPIC_BASE_URL": fake_anthropic.base_url}
+    assert repo.scan("-f", "json", env=env).findings()[0]["live"] is True
+    assert "live" not in repo.scan("-f", "json", "--no-verify", env=env).findings()[0]
+
+
+def test_known_finds_the_teams_own_key_where_no_pattern_matches(repo: Repo) -> None:
+    ours = key()
+    repo.write("logs/app.log", f"2026-01-01 auth header=Bearer{ours}Xtrailing\n")  # glued: no pattern
+    repo.write("other.txt", "nothing here\n")
+    assert repo.scan().code == 0
+    r = repo.scan("--known", "env://TEAM_KEY", "-f", "json", env={"TEAM_KEY": ours})
+    assert r.code == 1, r
+    (f,) = r.findings()
+    assert f["path"] == "logs/app.log" and f["rule"] == "anthropic-api-key"
+    assert f["fingerprint"] == __import__("hashlib").sha256(ours.encode()).hexdigest()
+    repo.commit("logs")
+    r = repo.scan("--history", "--known", "env://TEAM_KEY", "-f", "json", env={"TEAM_KEY": ours})
+    assert [x["path"] for x in r.findings()] == ["logs/app.log"]
+
+
+def test_known_with_a_bad_source_is_a_clear_error(repo: Repo) -> None:
+    r = repo.scan("--known", "env://NOT_SET_ANYWHERE_12345")
+    assert r.code == 2 and "NOT_SET_ANYWHERE_12345" in r.err
+
+
+def test_tree_scan_descends_into_checked_out_submodules_only(repo: Repo, tmp_path: Path) -> None:
+    sub = tmp_path / "lib"
+    sub.mkdir()
+    lib = Repo(sub)
+    lib.git("init", "-q")
+    lib.write("vendor.env", f"K={key()}\n")
+    lib.commit("lib")
+    repo.write("a.txt", "a\n")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "third_party/lib")
+    repo.commit("add lib")
+    r = repo.scan("-f", "json")
+    assert [f["path"] for f in r.findings()] == ["third_party/lib/vendor.env"]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone)], check=True)  # submodule not initialised
+    r = run_scan(["-f", "json"], clone)
+    assert r.code == 0 and r.json()["scanned"]["files"] == 2, r
+
+
+def test_sarif_paths_are_relative_to_the_repository_root(repo: Repo) -> None:
+    repo.write("svc/api/conf.py", f"K = '{key()}'\n")
+    r = run_scan(["-f", "sarif", "api"], repo.path / "svc")
+    loc = json.loads(r.out)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == "svc/api/conf.py"
+    assert [f["path"] for f in run_scan(["-f", "json", "api"], repo.path / "svc").findings()] == ["api/conf.py"]

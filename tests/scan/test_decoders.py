@@ -206,3 +206,17 @@ def test_fuzz_long(data: bytes) -> None:
     scan_bytes(data)
     scan_bytes(gzip.compress(data))
     scan_bytes(base64.b64encode(data))
+
+
+@pytest.mark.slow
+def test_100_mb_single_line_file_through_the_cli(tmp_path) -> None:
+    from tests.scan.helpers import run_scan
+
+    k = key()
+    chunk = ("a" * 60 + " sk-" + "ant-api03-short " + "c2stYW50L" + "b" * 40 + ";").encode()
+    data = chunk * ((100 << 20) // len(chunk)) + k.encode()
+    (tmp_path / "min.js").write_bytes(data)
+    start = time.perf_counter()
+    r = run_scan(["-f", "json", "min.js"], tmp_path)
+    assert r.code == 1 and [f["line"] for f in r.findings()] == [1]
+    assert time.perf_counter() - start < 120

@@ -158,3 +158,23 @@ def test_fuzz_random_bytes_never_raise(data: bytes) -> None:
 def test_fuzz_key_alphabet_soup_never_raises(text: str) -> None:
     scan_bytes((PREFIX + "api03-" + text).encode())
     scan_bytes((PREFIX + "zz12-" + text).encode())
+
+
+@pytest.mark.parametrize("template", [
+    'KEY = ("{a}"\n       "{b}")',            # Python implicit concatenation
+    'const k = "{a}" +\n  "{b}";',              # JS
+    '$k = "{a}" . "{b}";',                      # PHP
+    "SELECT '{a}' || '{b}'",                    # SQL
+    'X="{a}\\\n{b}"',                           # shell / C line continuation
+    '#define KEY "{a}" \\\n    "{b}"',          # C macro
+])
+def test_key_split_over_string_literals_is_joined(template: str) -> None:
+    k = key()
+    cut = 37
+    assert [(f[1], f[4]) for f in found(template.format(a=k[:cut], b=k[cut:]))] == [(k, "join")]
+
+
+def test_string_concatenation_never_glues_unrelated_strings() -> None:
+    k = key()
+    assert found(f'a = "{k[:60]}" "unrelated"') == []
+    assert found(f'a = "{k[:60]}" + "{k[:60]}"') == []

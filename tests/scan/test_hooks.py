@@ -200,3 +200,20 @@ def test_framework_installs_the_package(repo: Repo, framework_env: dict[str, str
     res = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(clone), "keyvault-scan"],
                          cwd=repo.path, env=framework_env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 1 and "x.env:1:3 anthropic-api-key" in res.stdout, res.stdout + res.stderr
+
+
+def test_plain_hook_sees_commit_a_and_commit_path(repo: Repo) -> None:
+    """`git commit -a` and `git commit PATH` stage into a temporary index (GIT_INDEX_FILE): the
+    hook must read that one, not the regular index."""
+    repo.write("a.txt", "a\n")
+    repo.write("b.txt", "b\n")
+    repo.commit("base")
+    assert run_scan(["install"], repo.path, command="hook").code == 0
+    repo.write("a.txt", f"a\n{key()}\n")  # tracked, modified, not staged
+    refused = subprocess.run(["git", "commit", "-a", "-m", "x"], cwd=repo.path, capture_output=True, text=True)
+    assert refused.returncode != 0 and "a.txt:2:1" in refused.stdout + refused.stderr
+    refused = subprocess.run(["git", "commit", "-m", "x", "a.txt"], cwd=repo.path, capture_output=True, text=True)
+    assert refused.returncode != 0
+    repo.write("b.txt", "b\nclean\n")
+    ok = subprocess.run(["git", "commit", "-m", "y", "b.txt"], cwd=repo.path, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
