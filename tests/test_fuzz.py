@@ -118,6 +118,41 @@ def test_pubsub_notification_fuzz(event: object) -> None:
 
 
 @bounded
+@given(st.one_of(st.binary(max_size=2000), ft.planted().map(lambda c: c[1])))
+def test_scan_bytes_fuzz(data: bytes) -> None:
+    ft.check_scan_bytes(data)
+
+
+@bounded
+@given(ft.planted())
+def test_scanner_finds_a_key_behind_every_decoder(case: tuple[str, bytes, str]) -> None:
+    ft.check_scan_finds_planted(case)
+
+
+@bounded
+@given(ft.baseline_docs())
+def test_baseline_file_fuzz(data: bytes) -> None:
+    ft.check_baseline(data)
+
+
+@settings(phases=PHASES, max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(ft.hook_stdin())
+def test_pre_push_and_pre_receive_stdin_fuzz(case: tuple[str, str]) -> None:
+    ft.check_hook_stdin(case)
+
+
+def test_hook_stdin_pushing_the_key_commit_is_refused() -> None:
+    """The property's key clause, on the inputs that reach it (random lines rarely do)."""
+    _, shas = ft.hook_repo()
+    zero = "0" * 40
+    for case in (("pre-push", f"refs/heads/main {shas[1]} refs/heads/main {zero}\n"),
+                 ("pre-push", f"refs/heads/main {shas[2]} refs/heads/main {zero}\nGARBAGE\n"),
+                 ("pre-receive", f"{zero} {shas[3]} refs/heads/main\n"),
+                 ("pre-receive", f"{shas[2]} {shas[3]} refs/heads/main\n")):
+        ft.check_hook_stdin(case)
+
+
+@bounded
 @given(ft.redact_inputs)
 def test_redact_fuzz(text: str) -> None:
     ft.check_redact(text)
