@@ -153,7 +153,10 @@ def check_parse_source_no_echo(uri: str) -> None:
     try:
         open_backend(uri)
     except KeyvaultError as exc:
-        assert credential_in(str(exc)) is None, "the error echoes a key value"
+        text = str(exc)
+        assert credential_in(text) is None, "the error echoes a key value"
+        assert "sk-ant-api03-" + uri.split("sk-ant-api03-", 1)[-1][:20].lower() not in text, \
+            "the error echoes a key value in lower case"
 
 
 # --- redact ----------------------------------------------------------------------------------

@@ -49,19 +49,24 @@ def test_parse_source_fuzz(uri: str) -> None:
     ft.check_parse_source(uri)
 
 
-BACKEND_ECHO = pytest.mark.xfail(strict=True, reason=(
-    "bug in keyvault/backends/env.py and dotenv.py (not this branch's files): their constructors' "
-    "SourceError quotes the variable name with !r ('...' is not an environment variable name), so "
-    "open_backend('env://KEY') raises an exception whose text holds the key (the CLI's error line is "
-    "redacted by main(), a library caller's log is not); fix: quote redact(name). Remove this mark with "
-    "the fix."))
+DOTENV_ECHO = pytest.mark.xfail(strict=True, reason=(
+    "bug in keyvault/backends/dotenv.py (not this branch's file): its constructor's SourceError quotes the "
+    "field with !r ('...' is not a variable name), so open_backend('dotenv://.env#KEY') raises an exception "
+    "whose text holds the key (the CLI's error line is redacted by main(), a library caller's log is not); "
+    "fix: quote redact(name). Remove this mark with the fix."))
+SCHEME_ECHO = pytest.mark.xfail(strict=True, reason=(
+    "bug in keyvault/backends/__init__.py backend_class (not this branch's file): 'unknown source scheme "
+    "{scheme!r}' quotes the lowercased scheme; a key without '_' is a valid scheme, so `KEY://x` prints the "
+    "key in lower case (redact() does not match it: the marker check is case-sensitive on purpose); fix: "
+    "quote redact(scheme) with a case-insensitive match there, or refuse a scheme starting 'sk-ant-'. "
+    "Remove this mark with the fix."))
 KEYED_URIS = [
     pytest.param("{key}", id="bare-key"),
-    pytest.param("{key}://x", id="key-as-scheme"),
+    pytest.param("{key}://x", id="key-as-scheme", marks=SCHEME_ECHO),
     pytest.param("vault://a?x={key}&token=1", id="key-in-query"),
     pytest.param("vault://a?{key}&&", id="key-in-bad-query"),
-    pytest.param("env://{key}", id="key-as-location", marks=BACKEND_ECHO),
-    pytest.param("dotenv://.env#{key}", id="key-as-field", marks=BACKEND_ECHO),
+    pytest.param("env://{key}", id="key-as-location"),
+    pytest.param("dotenv://.env#{key}", id="key-as-field", marks=DOTENV_ECHO),
 ]
 
 
@@ -69,7 +74,8 @@ KEYED_URIS = [
 def test_source_uri_errors_never_echo_a_key(shape: str) -> None:
     from keyvault.testing.keygen import make_key
 
-    ft.check_parse_source_no_echo(shape.format(key=make_key().reveal()))
+    key = make_key().reveal().replace("_", "x")  # '_' is not a scheme character: keep every shape reachable
+    ft.check_parse_source_no_echo(shape.format(key=key))
 
 
 @bounded
