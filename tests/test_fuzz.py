@@ -28,7 +28,8 @@ LIMIT_S = 1.0  # a linear parser does 1 MB in milliseconds; a quadratic one take
 
 # no explain phase: it rewrites source with libcst and takes seconds per failing test
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
-bounded = settings(phases=PHASES, max_examples=150, deadline=500, suppress_health_check=[HealthCheck.too_slow], database=None)
+bounded = settings(phases=PHASES, max_examples=100, deadline=500, suppress_health_check=[HealthCheck.too_slow],
+                   database=None)
 long_run = settings(phases=PHASES, max_examples=LONG_EXAMPLES, deadline=2000, suppress_health_check=list(HealthCheck),
                     database=None)
 slow = pytest.mark.skipif(not SLOW, reason="long fuzz run: set KEYVAULT_SLOW=1")
