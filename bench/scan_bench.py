@@ -93,6 +93,9 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str], stdout_path: Path 
                 os.killpg(proc.pid, 9)
                 stdout_data, _ = proc.communicate()
                 timed_out = True
+            except BaseException:  # interrupted: take the tool's whole process group down too
+                os.killpg(proc.pid, 9)
+                raise
         wall = time.perf_counter() - t0
         if timed_out:
             return Run(wall, 0.0, 0.0, 0.0, -9, True)
@@ -400,10 +403,16 @@ def system_snapshot() -> dict[str, Any]:
     return {"loadavg": [round(x, 2) for x in load], "top": ps.splitlines()[:8]}
 
 
-def run_session(jobs: list[Job], rounds: dict[str, int], out_dir: Path, log: Callable[[str], None]) -> None:
+def run_session(jobs: list[Job], rounds: dict[str, int], out_dir: Path, corpus: Path,
+                log: Callable[[str], None]) -> None:
     raw = out_dir / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NO_COLOR": "1", "GIT_TERMINAL_PROMPT": "0", "PAGER": "cat"}
+    # The corpus usually sits inside this repository's work tree (bench/.corpus, gitignored):
+    # stop git's repository discovery at the corpus, so the tree export is what it is meant to
+    # be, a directory outside any repository (a .gitignore-honouring tool would otherwise skip
+    # all of it as ignored by the enclosing repository).
+    env["GIT_CEILING_DIRECTORIES"] = str(corpus)
     env["XDG_CACHE_HOME"] = str(PEERS_DIR / "cache")
     # hooks/pre-commit runs `keyvault` from PATH: the console script of the Python measured here
     env["PATH"] = str(Path(PY).parent) + os.pathsep + env.get("PATH", "")
@@ -563,6 +572,9 @@ PEERS_DIR = HERE / ".peers"
 
 def main(argv: list[str] | None = None) -> int:
     global PEERS_DIR
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `kill` cleans up like Ctrl-C
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=HERE / ".corpus")
     ap.add_argument("--peers", type=Path, default=HERE / ".peers")
@@ -603,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     run_session(jobs, {"history": args.rounds_history, "tree": args.rounds_tree, "staged": args.rounds_staged},
-                args.out, log)
+                args.out, corpus, log)
     rows = summarize(jobs, manifest["cases"])
     after = system_snapshot()
     header = (
