@@ -277,7 +277,7 @@ def build_jobs(corpus: Path, peers: Path, modes: set[str], only: set[str] | None
     add(Job("keyvault", "staged", "python -m keyvault scan --staged --format json", [*kv, "--staged"], staged,
             parse_keyvault))
     for label, argv in hook_entries:
-        add(Job("keyvault", "staged", label, argv, staged, None, note="hook entry (exit code only)"))
+        add(Job("keyvault", "staged", label, argv, staged, None, note="hook entry: exit 1 = commit refused"))
     add(Job("gitleaks", "staged", "gitleaks git --pre-commit --staged . " + " ".join(gl_rules),
             [str(b / "gitleaks"), "git", "--pre-commit", "--staged", ".", "--no-banner", *gl_rules, "-f", "json",
              "-r", "{out}"], staged, parse_gitleaks, report="gitleaks.json"))
@@ -502,6 +502,8 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
             if d:
                 det = (f"{len(d['found'])}/{len(d['expected'])} | {', '.join(d['missed']) or '-'} | "
                        f"{', '.join(d['near_miss_fp']) or '-'} | {d['other']}")
+            elif r.get("exit_codes"):  # a hook entry: its verdict is its exit code
+                det = f"exit {', '.join(map(str, r['exit_codes']))} | - | - | -"
             else:
                 det = "- | - | - | -"
             cmd = r["command"] + (f" ({r['note']})" if r["note"] else "") + (f" [{r['error']}]" if r["error"] else "")
@@ -585,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds-tree", type=int, default=3)
     ap.add_argument("--rounds-staged", type=int, default=10)
     ap.add_argument("--skip-slow", action="store_true", help="skip detect-secrets and trufflehog3 (minutes each)")
-    ap.add_argument("--slow-timeout", type=float, default=180.0, help="time limit of a slow peer's single run")
+    ap.add_argument("--slow-timeout", type=float, default=300.0, help="time limit of a slow peer's single run")
     ap.add_argument("--all-rules", action="store_true",
                     help="run gitleaks/betterleaks/kingfisher with all their rules, not only the Anthropic ones")
     args = ap.parse_args(argv)
