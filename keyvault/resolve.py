@@ -245,13 +245,13 @@ def _validate(uri: str, secret: Secret) -> Secret:
         parsed = parse_key(secret.reveal(), expect="api")
     except KeyFormatError as exc:
         raise KeyFormatError(
-            f"{uri}: the stored value is not a usable API key: {exc}; fix: store the API key "
+            f"{_shown(uri)}: the stored value is not a usable API key: {exc}; fix: store the API key "
             "(sk-ant-api03-..., as the Console shows it) there"
         ) from None
     if parsed.trimmed:
         _warn(
             "keyvault: %s: the stored key has %s; it was trimmed, but fix the stored value",
-            uri, " and ".join(parsed.trimmed),
+            _shown(uri), " and ".join(parsed.trimmed),
         )
     return parsed
 
@@ -295,10 +295,17 @@ def _load_config(source: str | None) -> Config:
     return Config(DEFAULT_SOURCES, ttl, max_stale, origin, True)
 
 
+def _shown(uri: str) -> str:
+    """A URI as messages show it: a key pasted into it appears as its hint."""
+    from keyvault.redact import redact
+
+    return redact(uri)
+
+
 def _check_uri(uri: str, where: str) -> None:
     if not isinstance(uri, str) or "://" not in uri:
         raise SourceError(
-            f"{where}: {uri!r} is not a source URI; expected scheme://location, e.g. "
+            f"{where}: {_shown(uri) if isinstance(uri, str) else uri!r} is not a source URI; expected scheme://location, e.g. "
             "env://ANTHROPIC_API_KEY, dotenv://.env#ANTHROPIC_API_KEY, vault://secret/apps/chat#api_key"
         )
 

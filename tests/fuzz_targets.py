@@ -26,6 +26,7 @@ from keyvault.redact import credential_in, redact
 
 KEY_CHARS = string.ascii_letters + string.digits + "_-"
 _RUN = re.compile(r"[A-Za-z0-9_-]{16,}")
+_PREFIX = re.compile(r"sk-ant-(?:[a-z]{2,10}[0-9]{2}-)?")
 AUDIT_KEY = b"f" * 32
 
 
@@ -35,9 +36,11 @@ AUDIT_KEY = b"f" * 32
 def echoed(source: str, message: str, width: int = 16) -> str | None:
     """A run of `width` key characters from `source` that `message` repeats, or None.
 
-    Messages quote at most 15 key characters in a row (`sk-ant-admin01-`), so 16 from the
-    input showing up in a message means the message echoes the input."""
-    for m in _RUN.finditer(source):
+    Family prefixes are cut out first: a message may name the family and show a hint
+    (`sk-ant-api03-R2D...igAA`), which is 16 key characters in a row with the prefix. Messages
+    hold no other run of 16 key characters, so 16 from the input's body in a message means the
+    message echoes the input."""
+    for m in _RUN.finditer(_PREFIX.sub(" ", source)):
         run = m.group(0)
         for i in range(len(run) - width + 1):
             if run[i:i + width] in message:
@@ -142,13 +145,15 @@ def check_parse_source(uri: str) -> None:
 
 
 def check_parse_source_no_echo(uri: str) -> None:
-    """A key pasted where a source URI belongs (KEYVAULT_SOURCE, --source) is not echoed."""
-    from keyvault.backends import parse_source
+    """A key pasted where a source URI belongs (KEYVAULT_SOURCE, --source) is not echoed by
+    parsing the URI or by picking its backend (open_backend reads nothing yet)."""
+    from keyvault.backends import open_backend
+    from keyvault.errors import KeyvaultError
 
     try:
-        parse_source(uri)
-    except SourceError as exc:
-        assert credential_in(str(exc)) is None, "SourceError echoes a key value"
+        open_backend(uri)
+    except KeyvaultError as exc:
+        assert credential_in(str(exc)) is None, "the error echoes a key value"
 
 
 # --- redact ----------------------------------------------------------------------------------
@@ -249,9 +254,249 @@ def check_audit_verify(data: bytes, directory: Path | None = None) -> None:
             assert problem.line is None or 1 <= problem.line <= data.count(b"\n") + 1
 
 
+# --- .env rewriting (dotenv backend) ---------------------------------------------------------
+
+ENV_NAME = "ANTHROPIC_API_KEY"
+_KEY_LINE = re.compile(r"^[ \t]*(?:export[ \t]+)?ANTHROPIC_API_KEY(?:_PENDING|_PREVIOUS)?[ \t]*=", re.M)
+other_lines = st.sampled_from([
+    "# settings", "", "   ", "\t", "FOO=bar", "export BAR='x y'", 'MULTI="line one\nline two"', "BAD LINE",
+    "=novalue", "KEY.DOT=1", "X=1 # comment", "Y=${FOO}", "\u00c9=\u00e9\u2028", "\t  INDENTED=1",
+    "ANTHROPIC_API_KEY_X=not-the-key", "# ANTHROPIC_API_KEY is set below", "QUOTED='it''s'",
+    "EMPTY=", "ESC=\"tab\\tnewline\\n\"", "export", "#", "SPACE = 2",
+])
+key_line_styles = st.sampled_from(["{n}={k}", 'export {n}="{k}"', "{n}='{k}' # prod", "{n} = {k}", "  {n}={k}"])
+
+
+@st.composite
+def dotenv_docs(draw: st.DrawFn) -> tuple[str, str]:
+    """(a .env text with one key line among other lines, the line-ending it uses)."""
+    before = draw(st.lists(other_lines, max_size=5))
+    after = draw(st.lists(other_lines, max_size=5))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    key_line = draw(key_line_styles).format(n=ENV_NAME, k="{old}")
+    lines = [*before, key_line, *after]
+    text = newline.join(lines) + (newline if draw(st.booleans()) else "")
+    return text, newline
+
+
+def _others(text: str) -> list[str]:
+    """The lines that are not the key's three slots, each with its own line ending."""
+    return [line for line in text.splitlines(keepends=True) if not _KEY_LINE.match(line)]
+
+
+def _same_lines(before: list[str], after: list[str]) -> bool:
+    # the last line may gain a line ending when a slot line is appended after it
+    if len(before) != len(after):
+        return False
+    return all(b == a or (i == len(before) - 1 and a.rstrip("\r\n") == b) for i, (b, a) in enumerate(zip(before, after)))
+
+
+def check_dotenv_rewrite(doc: tuple[str, str], directory: Path | None = None) -> None:
+    """stage, promote and rollback change only the key's own lines: every other line stays
+    byte-identical, and python-dotenv reads every other variable as before."""
+    from dotenv import dotenv_values
+
+    from keyvault.backends import open_backend
+    from keyvault.errors import KeyvaultError
+    from keyvault.testing.keygen import make_key
+
+    template, _ = doc
+    old, new = make_key(), make_key()
+    text = template.replace("{old}", old.reveal())
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        path = Path(tmp) / ".env"
+        path.write_bytes(text.encode("utf-8"))
+        values = {k: v for k, v in dotenv_values(path).items() if not k.startswith(ENV_NAME + "_") and k != ENV_NAME}
+        backend = open_backend(f"dotenv://{path}#{ENV_NAME}")
+        try:
+            if backend.read().secret != old:
+                return  # an odd line before the key swallowed it (e.g. an unclosed quote): nothing to rewrite
+        except KeyvaultError:
+            return
+        steps = [("stage", lambda: backend.stage(new)), ("promote", lambda: backend.promote(old.fingerprint)),
+                 ("rollback", lambda: backend.rollback(new.fingerprint))]
+        for step, call in steps:
+            try:
+                call()
+            except KeyvaultError as exc:
+                assert credential_in(str(exc)) is None, f"{step}: the error echoes a key"
+                return
+            after = path.read_bytes().decode("utf-8")
+            assert _same_lines(_others(text), _others(after)), f"{step} changed a line it does not own"
+            now = {k: v for k, v in dotenv_values(path).items() if not k.startswith(ENV_NAME + "_") and k != ENV_NAME}
+            assert now == values, f"{step} changed how another variable reads"
+        assert backend.read().secret == old and backend.versions()
+
+
+# --- policy files ------------------------------------------------------------------------------
+
+_SHIPPED_POLICY = (Path(__file__).resolve().parent.parent / "policies" / "rotation.toml")
+policy_scalars = st.one_of(
+    st.sampled_from(["", "chat", "24h", "0", "-1s", "2w", "1.5d", "30 d", "x", "{env}-{app}-{date}", "{bad}", "{",
+                     "env://ANTHROPIC_ADMIN_KEY", "dotenv://.env#ANTHROPIC_API_KEY", "vault://secret/a#k",
+                     "file://~/.config/keyvault/store#prod", "aws-sm://p/a?region=us-east-1#k", "http://x",
+                     "wrkspc_01", "ANTHROPIC_API_KEY", "exit 0", "nope://x"]),
+    st.integers(-5, 5000), st.booleans(), st.text(max_size=12),
+    # bounded: huge and non-finite durations are a known bug with its own xfail test
+    # (test_fuzz.py::test_policy_huge_or_infinite_durations_are_policy_errors); widen once fixed
+    st.floats(min_value=-1e6, max_value=1e6),
+)
+_ROT_KEYS = ["app", "max_age_days", "warn_days", "grace", "archive_delay", "workspace_id", "name_template",
+             "admin_key", "base_url", "api_key"]
+_TARGET_KEYS = ["source", "check", "check_timeout", "check_env", "sorce"]
+
+
+def _toml(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+@st.composite
+def policy_docs(draw: st.DrawFn) -> str:
+    if draw(st.integers(0, 4)) == 0:  # the shipped policy with a few bytes changed
+        text = _SHIPPED_POLICY.read_text()
+        for _ in range(draw(st.integers(1, 3))):
+            i = draw(st.integers(0, len(text) - 1))
+            text = text[:i] + draw(st.text(max_size=3)) + text[i + draw(st.integers(0, 3)):]
+        return text
+    lines = ["[rotation]"] if draw(st.booleans()) or True else []
+    for key in draw(st.lists(st.sampled_from(_ROT_KEYS), max_size=5, unique=True)):
+        lines.append(f"{key} = {_toml(draw(policy_scalars))}")
+    for env in draw(st.lists(st.sampled_from(["prod", "dev", "bad name", "x" * 70]), max_size=2, unique=True)):
+        name = env if " " not in env else f'"{env}"'
+        lines.append(f"[environments.{name}]")
+        if draw(st.booleans()):
+            sources = draw(st.lists(policy_scalars, max_size=3))
+            lines.append(f"targets = {_toml(sources)}")
+        else:
+            for _ in range(draw(st.integers(0, 3))):
+                lines.append(f"[[environments.{name}.targets]]")
+                for key in draw(st.lists(st.sampled_from(_TARGET_KEYS), max_size=3, unique=True)):
+                    lines.append(f"{key} = {_toml(draw(policy_scalars))}")
+    return "\n".join(lines) + "\n"
+
+
+def check_policy(text: str) -> None:
+    from keyvault.policy import PolicyError, parse_policy
+
+    try:
+        policy = parse_policy(text)
+    except PolicyError as exc:
+        assert str(exc).startswith("policy"), "a policy error names the file first"
+        return
+    assert policy.environments and all(env.targets for env in policy.environments.values())
+
+
+POLICY_KEY_SLOTS = ("admin_key", "base_url", "name_template", "app", "source", "check_env", "check_timeout",
+                    "leading-space-source", "bare-key")
+
+
+def keyed_policy(slot: str, key: str) -> str:
+    """A policy with a key value pasted into one setting (a common accident)."""
+    rot = {"app": "chat"}
+    target: dict[str, str] = {"source": "dotenv://.env#ANTHROPIC_API_KEY"}
+    bare = ""
+    if slot in ("admin_key", "base_url", "app"):
+        rot[slot] = key
+    elif slot == "name_template":
+        rot[slot] = "{" + key + "}"
+    elif slot == "leading-space-source":
+        target["source"] = " " + key
+    elif slot == "bare-key":
+        bare = f"{key} = 1\n"
+    else:
+        target[slot] = key
+    lines = [bare + "[rotation]", *(f"{k} = {_toml(v)}" for k, v in rot.items()), "[[environments.prod.targets]]",
+             *(f"{k} = {_toml(v)}" for k, v in target.items())]
+    return "\n".join(lines) + "\n"
+
+
+@st.composite
+def keyed_policy_docs(draw: st.DrawFn) -> str:
+    key = "sk-ant-api03-" + draw(st.text(alphabet=KEY_CHARS, min_size=93, max_size=93)) + "AA"
+    return keyed_policy(draw(st.sampled_from(POLICY_KEY_SLOTS)), key)
+
+
+def check_policy_no_echo(text: str) -> None:
+    """A policy never holds a key value: one pasted into any setting is refused, and the error
+    does not repeat it (it goes into an unattended job's log)."""
+    from keyvault.policy import PolicyError, parse_policy
+
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        assert credential_in(str(exc)) is None, "the policy error echoes a key value"
+        return
+    raise AssertionError("a policy holding a key value was accepted")
+
+
+# --- webhook payloads (GCP Secret Manager notifications) --------------------------------------
+
+def _containers(inner: st.SearchStrategy) -> st.SearchStrategy:  # type: ignore[type-arg]
+    return st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3))
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)), _containers,
+                           max_leaves=8)
+
+
+@st.composite
+def pubsub_events(draw: st.DrawFn) -> object:
+    """Pub/Sub pushes and CloudEvents, well-formed and not."""
+    import base64
+    import json
+
+    attributes = draw(st.one_of(
+        st.fixed_dictionaries({
+            "eventType": st.sampled_from(["SECRET_ROTATE", "SECRET_VERSION_ADD", "TOPIC_CONFIGURED", "", "X"]),
+            "secretId": st.sampled_from(["projects/p/secrets/s", "projects/p/locations/l/secrets/s", "s", "", "a/b"]),
+        }),
+        json_values,
+    ))
+    data = draw(st.one_of(
+        st.none(),
+        json_values.map(lambda v: base64.b64encode(json.dumps(v).encode()).decode()),
+        st.text(max_size=20),
+        st.just(base64.b64encode(b"\xff\xfe").decode()),
+    ))
+    message = {"attributes": attributes, "messageId": draw(st.text(max_size=5))}
+    if data is not None:
+        message["data"] = data
+    wrapper = draw(st.sampled_from(["push", "cloudevent-dict", "cloudevent-json", "message", "random"]))
+    if wrapper == "push":
+        return {"message": message, "subscription": "projects/p/subscriptions/s"}
+    if wrapper == "cloudevent-dict":
+        return {"data": {"message": message}}
+    if wrapper == "cloudevent-json":
+        return {"data": json.dumps({"message": message})}
+    if wrapper == "message":
+        return message
+    return draw(json_values)
+
+
+def check_pubsub(event: object) -> None:
+    from keyvault.integrations.gcp_rotate import MessageError, parse_notification
+
+    try:
+        note = parse_notification(event)
+    except MessageError:
+        return
+    assert isinstance(note.event_type, str) and note.event_type and isinstance(note.secret, dict)
+
+
 TARGETS: dict[str, tuple[Callable[..., None], st.SearchStrategy]] = {  # type: ignore[type-arg]
     "parse_key": (check_parse_key, key_inputs),
     "parse_source": (check_parse_source, source_inputs),
     "redact": (check_redact, redact_inputs),
     "audit_verify": (check_audit_verify, audit_inputs),
+    "dotenv_rewrite": (check_dotenv_rewrite, dotenv_docs()),
+    "policy": (check_policy, policy_docs()),
+    "pubsub": (check_pubsub, pubsub_events()),
 }

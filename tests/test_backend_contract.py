@@ -5,8 +5,8 @@ Each backend's test fixture `contract_<name>` (`-` -> `_`) returns a factory
 returns an open backend on it. Local fixtures: tests/fixtures/local.py; cloud fixtures:
 tests/fixtures/cloud.py. A backend whose fixture does not exist is skipped, saying so.
 
-What is checked: read gives value + version + created; stage is idempotent, not served, and
-a different key replaces the pending one; promote and rollback compare-and-swap on the
+What is checked: read gives value + version + created; stage is idempotent and not served;
+a different staged key is not overwritten; promote and rollback compare-and-swap on the
 current fingerprint and change nothing on a mismatch; previous is kept; versions() lists no
 values; rotation state compare-and-swap (two writers with one token: one wins); read-only
 backends refuse every write with a reason; no error message contains a key value.
@@ -139,23 +139,22 @@ def test_stage_is_not_served_and_is_idempotent(make: Make, keys: tuple[Secret, .
     assert [s for i in backend.versions() for s in i.stages].count("pending") == 1
 
 
-def test_stage_of_another_key_replaces_the_pending_one_and_clear(make: Make, keys: tuple[Secret, ...]) -> None:
-    """Callers guard the pending slot (`keyvault stage` wants --replace; the engine checks what
-    is staged before it stages): the backend replaces, it does not keep two pending keys."""
+def test_stage_refuses_to_replace_a_different_pending_key(make: Make, keys: tuple[Secret, ...]) -> None:
+    """The pending slot may hold the only copy of a key the Console showed once: staging another
+    key over it is refused until it is promoted or cleared on purpose."""
     initial, new, other = keys
     backend = writable(make(initial))
     backend.stage(new)
-    staged = backend.stage(other)
-    assert staged.secret == other and staged.stage == "pending"
+    with pytest.raises(ConflictError) as info:
+        backend.stage(other)
+    assert_clean(info.value, initial, new, other)
     pending = backend.read_pending()
-    assert pending is not None and pending.secret == other
-    assert [s for i in backend.versions() for s in i.stages].count("pending") == 1
-    assert backend.read().secret == initial
+    assert pending is not None and pending.secret == new, "the staged key is kept"
     backend.clear_pending()
     assert backend.read_pending() is None
     backend.clear_pending()  # idempotent
+    assert backend.stage(other).secret == other
     assert backend.read().secret == initial
-    assert backend.stage(new).secret == new
 
 
 def test_promote_moves_pending_to_current_and_keeps_previous(make: Make, keys: tuple[Secret, ...]) -> None:

@@ -365,3 +365,51 @@ def test_get_api_key_and_load_env_log_and_raise_without_the_key(
     texts += [r.getMessage() for r in caplog.records]
     for text in texts:
         assert find_leak(text) is None, "the start-up API leaked the canary"
+
+
+def test_dotenv_writes_keep_the_key_in_the_env_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stage/promote/rotation state in process: git is run (tracked-file guard) with paths only;
+    the lock, state and temp files hold no value."""
+    from keyvault.backends import open_backend
+    from keyvault.testing.keygen import make_key
+    from tests.canary import ProcWatcher, collect_files, make_shim, read_shim_log
+
+    old = make_key()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # so the tracked-file guard runs git
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"DEBUG=1\nANTHROPIC_API_KEY={old.reveal()}\n")
+    shim = make_shim(tmp_path / ".canary" / "bin", tmp_path / ".canary" / "argv.log")
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    backend = open_backend(f"dotenv://{env_file}#ANTHROPIC_API_KEY")
+    with ProcWatcher(os.getpid()) as watcher:
+        backend.stage(CANARY)
+        backend.promote(old.fingerprint)
+        state, token = backend.read_state()
+        backend.write_state({"step": "promoted", "new": CANARY.fingerprint, "hint": CANARY.hint}, token)
+        with pytest.raises(KeyvaultError) as info:
+            backend.write_state({"new": VALUE}, backend.read_state()[1])
+    argvs = watcher.argvs + read_shim_log(tmp_path / ".canary" / "argv.log")
+    assert any(a and a[0].endswith("git") for a in argvs), "the git guard must have run (and been seen)"
+    from tests.canary import CanaryRun
+
+    run = CanaryRun(["dotenv stage/promote"], 0, "", "", argvs, collect_files(tmp_path, [env_file]),
+                    extra={"error": str(info.value)})
+    assert_clean(run)
+    assert find_leak(env_file.read_bytes()) is not None, "the key must be in the .env file itself"
+
+
+def test_demo_shows_no_key_and_leaves_none_behind(tmp_path: Path) -> None:
+    """The demo mints its own keys, so there is no canary to grep: any credential value at all
+    (keyvault.redact.credential_in) in its output, its children's argv or the files it leaves
+    in the sandbox (temp dir included) is a leak."""
+    from keyvault.redact import credential_in
+
+    requires("demo")
+    run = run_cli(tmp_path, ["demo"], via="none", timeout=120)
+    found = [name for name, text in (("stdout", run.stdout), ("stderr", run.stderr)) if credential_in(text)]
+    found += [f"argv of {argv[0]!r}" for argv in run.argvs if credential_in("\0".join(argv))]
+    found += [f"file {path}" for path, data in run.files.items() if credential_in(data.decode("latin-1"))]
+    assert not found, "keyvault demo showed or left a key: " + ", ".join(found)
+    assert "Traceback" not in run.stderr
+    if LazyGroup._load("scan") is not None:
+        assert run.code == 0, run.stderr[-400:]

@@ -82,7 +82,7 @@ def test_reveal_refuses_a_terminal(project: Path) -> None:
     finally:
         os.close(main)
     assert proc.returncode == 2
-    assert "refusing to print the key to a terminal" in proc.stderr
+    assert proc.stderr.startswith("keyvault: error: refusing to print the key to a terminal")
     assert key.reveal().encode() not in printed
 
 

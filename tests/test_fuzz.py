@@ -54,16 +54,61 @@ KEYED_URIS = [
     pytest.param("{key}://x", id="key-as-scheme"),
     pytest.param("vault://a?x={key}&token=1", id="key-in-query"),
     pytest.param("vault://a?{key}&&", id="key-in-bad-query"),
-    pytest.param("env://{key}", id="key-as-location"),  # parses: the error comes later, from the backend
+    pytest.param("env://{key}", id="key-as-location"),
     pytest.param("dotenv://.env#{key}", id="key-as-field"),
 ]
 
 
 @pytest.mark.parametrize("shape", KEYED_URIS)
-def test_parse_source_never_echoes_a_key(shape: str) -> None:
+def test_source_uri_errors_never_echo_a_key(shape: str) -> None:
     from keyvault.testing.keygen import make_key
 
     ft.check_parse_source_no_echo(shape.format(key=make_key().reveal()))
+
+
+@bounded
+@given(ft.policy_docs())
+def test_policy_fuzz(text: str) -> None:
+    ft.check_policy(text)
+
+
+@pytest.mark.xfail(strict=True, raises=(OverflowError, ValueError), reason=(
+    "bug in keyvault/policy.py parse_duration (not this branch's file), found by bench/fuzz.py: a huge or "
+    "non-finite duration (grace = 86400000000000.0, \"99999999999w\", inf, nan) raises OverflowError or "
+    "ValueError from timedelta instead of PolicyError, so `keyvault rotate` says 'internal error'. Fix: "
+    "refuse non-finite values and anything over a bound (e.g. 3650 days) with a PolicyError naming the "
+    "line. Remove this mark with the fix."))
+@pytest.mark.parametrize("value", ["86400000000000.0", '"99999999999w"', "inf", "nan", "1e300"])
+def test_policy_huge_or_infinite_durations_are_policy_errors(value: str) -> None:
+    from keyvault.policy import PolicyError, parse_policy
+
+    text = f'[rotation]\ngrace = {value}\n[environments.prod]\ntargets = ["dotenv://.env#ANTHROPIC_API_KEY"]\n'
+    with pytest.raises(PolicyError, match="rotation.grace"):
+        parse_policy(text)
+
+
+POLICY_ECHO = pytest.mark.xfail(strict=True, reason=(
+    "finding in keyvault/policy.py (not this branch's file): `app` accepts a key value (it then goes into "
+    "the suggested Console key name), and errors for base_url, name_template, check_env, check_timeout or a "
+    "TOML key quote the value, so a key pasted into a policy is echoed "
+    "into the job's log; fix: refuse any value holding keyvault.redact.credential_in, and quote "
+    "redact(...) of values. Remove this mark with the fix."))
+
+
+@pytest.mark.parametrize("slot", [
+    pytest.param(slot, marks=() if slot in ("admin_key", "source", "leading-space-source") else POLICY_ECHO)
+    for slot in ft.POLICY_KEY_SLOTS
+])
+def test_policy_refuses_a_key_without_echoing_it(slot: str) -> None:
+    from keyvault.testing.keygen import make_key
+
+    ft.check_policy_no_echo(ft.keyed_policy(slot, make_key().reveal()))
+
+
+@bounded
+@given(ft.pubsub_events())
+def test_pubsub_notification_fuzz(event: object) -> None:
+    ft.check_pubsub(event)
 
 
 @bounded
@@ -76,6 +121,12 @@ def test_redact_fuzz(text: str) -> None:
 @given(ft.audit_inputs)
 def test_audit_verify_fuzz(data: bytes) -> None:
     ft.check_audit_verify(data)
+
+
+@settings(phases=PHASES, max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(ft.dotenv_docs())
+def test_dotenv_rewrite_fuzz(doc: tuple[str, str]) -> None:
+    ft.check_dotenv_rewrite(doc)
 
 
 @settings(phases=PHASES, max_examples=25, deadline=2000, suppress_health_check=list(HealthCheck), database=None)
@@ -134,8 +185,8 @@ KEY_MB = {
     "assignments": _rep("A="),
     "one-quote-pair": _rep("A", "'", "'"),
 }
-QUADRATIC = {
-    # each pass of the quote-stripping loop copies the text: n/2 passes of n bytes
+NESTED_QUOTES = {
+    # once quadratic (each pass of the quote-stripping loop copied the text): found by this file
     "nested-quotes": _rep("'"),
     "nested-mixed-quotes": lambda n: "'\"`" * (n // 6) + "`\"'" * (n // 6),
 }
@@ -146,10 +197,9 @@ def test_parse_key_1mb_is_linear(name: str) -> None:
     assert_linear(parse_key, KEY_MB[name])
 
 
-@pytest.mark.parametrize("name", sorted(QUADRATIC))
+@pytest.mark.parametrize("name", sorted(NESTED_QUOTES))
 def test_parse_key_1mb_nested_quotes_is_linear(name: str) -> None:
-    # 256 KB: linear code strips it in about a millisecond, this loop takes ~0.6 s
-    assert _seconds(parse_key, QUADRATIC[name](MB // 4), limit=0.5) < 0.25
+    assert_linear(parse_key, NESTED_QUOTES[name])
 
 
 SOURCE_MB = {
@@ -216,9 +266,18 @@ def test_long_fuzz(target: str) -> None:
 
 @pytest.mark.slow
 @slow
+@POLICY_ECHO
+@long_run
+@given(ft.keyed_policy_docs())
+def test_long_policy_refuses_keys_without_echo(text: str) -> None:
+    ft.check_policy_no_echo(text)
+
+
+@pytest.mark.slow
+@slow
 @long_run
 @given(ft.keyed_source_inputs)
-def test_long_parse_source_never_echoes_a_key(uri: str) -> None:
+def test_long_source_uri_errors_never_echo_a_key(uri: str) -> None:
     ft.check_parse_source_no_echo(uri)
 
 

@@ -205,3 +205,61 @@ def test_incident_with_a_key_nobody_serves(world: World) -> None:
     foreign = make_key()
     proc = world.cli("incident", "--policy", str(world.policy_path), input=foreign.reveal().encode())
     assert proc.returncode == 1 and "lists no key with the hint" in proc.stdout.decode()
+
+
+def test_interactive_run_prints_console_steps_and_reads_the_key_without_echo(world: World) -> None:
+    """In a real terminal (a pty as controlling tty): Console steps with the suggested name,
+    a hidden prompt, the key typed is not echoed, the rotation completes."""
+    import pty
+    import select
+    import sys
+    import time
+    from datetime import date
+
+    new = world.fake.mint_key("typed")
+    env = world.environ()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.chdir(world.tmp)
+        os.execve(sys.executable, [sys.executable, "-m", "keyvault", "rotate", "--policy", str(world.policy_path)], env)
+    output = b""
+    sent = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        if not sent and b"input is hidden" in output:
+            os.write(fd, new.secret.reveal().encode() + b"\n")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    shown = output.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 0, shown[-800:]
+    assert f"Name it: prod-chat-{date.today().isoformat()}" in shown
+    assert "platform.claude.com/settings/keys" in shown
+    assert new.secret.reveal() not in shown  # not echoed
+    assert "done: every target holds" in shown
+    assert world.held() == [new.secret.fingerprint] * 2
+
+
+def test_due_date_of_a_dotenv_key_comes_from_the_journal(tmp_path: Path, fake_anthropic, monkeypatch) -> None:
+    """.env keeps no creation time and without an Admin key the API cannot say: the age is
+    unknown (due) until keyvault itself has put a key in place."""
+    world = make_world(tmp_path, fake_anthropic, monkeypatch, admin=False)
+    world.add_dotenv("web")
+    world.write_policy()
+    proc = world.cli("status", "--policy", str(world.policy_path), "--due", "--offline")
+    assert proc.returncode == 1 and "due: unknown" in proc.stdout.decode()
+    new = world.fake.mint_key("new")
+    stage(world, new.secret)
+    assert world.rotate().returncode == 0  # parks awaiting manual revoke
+    proc = world.cli("status", "--policy", str(world.policy_path), "--due", "--format", "json", "--offline")
+    assert proc.returncode == 0, text(proc)
+    due = json.loads(proc.stdout)["environments"][0]["due"]
+    assert due["state"] == "ok" and 89 < due["days_until_due"] <= 90

@@ -235,23 +235,21 @@ def test_dry_run_changes_nothing(world: World) -> None:
     assert world.journal() is None
 
 
-@pytest.mark.parametrize(
-    ("path", "fault"),
-    [
-        ("/v1/models", {"status": 429, "retry_after": 0}),
-        ("/v1/models", {"status": 529}),
-        ("/v1/organizations/api_keys", {"status": 500}),
-        ("/v1/organizations/api_keys", {"status": 429, "retry_after": 0, "method": "POST"}),
-        ("/v1/organizations/api_keys", {"status": None, "drop": True}),
-    ],
-    ids=["models-429", "models-529", "admin-500", "admin-post-429", "admin-dropped"],
-)
-def test_transient_api_faults_are_retried(world: World, path: str, fault: dict) -> None:
+def test_transient_api_faults_are_retried(world: World) -> None:
+    """429 (with retry-after), 529, 500, a POST refused with 429, a dropped connection: each
+    hits a different request of one rotation, each is retried, the rotation completes."""
     new = world.fake.mint_key("new")
     world.stage(new.secret)
-    world.fake.inject(path, count=1, **fault)
+    faults = [
+        world.fake.inject("/v1/models", 429, retry_after=0),
+        world.fake.inject("/v1/models", 529),
+        world.fake.inject("/v1/organizations/api_keys", 500),
+        world.fake.inject("/v1/organizations/api_keys", 429, retry_after=0, method="POST"),
+        world.fake.inject("/v1/organizations/api_keys", None, drop=True),
+    ]
     result, _, _ = run(world)
     assert result.phase == "done"
+    assert [f.hits for f in faults] == [1] * 5
     assert world.held() == [new.secret.fingerprint] * 3 and world.status_of(world.old) == "archived"
 
 
@@ -278,3 +276,41 @@ def test_persistent_api_faults_stop_cleanly_then_converge(world: World, path, me
     result, _, _ = run(world)
     assert result.phase == "done" and world.held() == [new.secret.fingerprint] * 3
     assert world.status_of(world.old) == "archived"
+
+
+def test_audit_log_records_every_step_without_values(world: World, tmp_path: Path, monkeypatch) -> None:
+    from keyvault.audit import AuditLog
+
+    log = tmp_path / "audit" / "audit.jsonl"
+    monkeypatch.setenv("KEYVAULT_AUDIT_LOG", str(log))
+    monkeypatch.setenv("KEYVAULT_AUDIT_KEY", "k" * 32)
+    new = world.fake.mint_key("new")
+    world.stage(new.secret)
+    run(world)
+    records = list(AuditLog(log).records())
+    events = [r["event"] for r in records]
+    assert events[0] == "rotate.plan" and events[-1] == "rotate.done" and "rotate.revoke" in events
+    assert AuditLog(log).verify().ok
+    raw = log.read_text()
+    assert new.secret.reveal() not in raw and world.old.secret.reveal() not in raw
+    assert new.secret.hint in raw
+
+
+def test_a_failing_target_write_rolls_back_then_the_rerun_converges(world: World) -> None:
+    """The second target refuses writes (its .env became git-tracked): the first is put back on
+    the old key, the new key stays staged; once fixed, the next run rotates every target."""
+    import subprocess
+
+    directory = Path(open_backend(world.targets[1]).path).parent
+    subprocess.run(["git", "init", "-q"], cwd=directory, check=True)
+    subprocess.run(["git", "add", ".env"], cwd=directory, check=True)
+    new = world.fake.mint_key("new")
+    world.stage(new.secret)
+    with pytest.raises(RolledBack) as info:
+        run(world)
+    assert "git tracks this file" in str(info.value)
+    assert world.held() == [world.old.secret.fingerprint] * 3 and world.pending() == new.secret
+    assert world.status_of(world.old) == "active"
+    subprocess.run(["git", "rm", "-q", "--cached", ".env"], cwd=directory, check=True)
+    result, _, _ = run(world)
+    assert result.phase == "done" and world.held() == [new.secret.fingerprint] * 3

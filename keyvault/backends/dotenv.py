@@ -25,19 +25,21 @@ with a random token per write for compare-and-swap.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
-import secrets
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyvault.backends import Source, Version, VersionInfo
 from keyvault.backends.env import DEFAULT_VAR, value_version
 from keyvault.backends.localfs import atomic_write, check_state, check_writable, exclusive_lock
 from keyvault.errors import BackendError, ConflictError, NotFoundError, PermissionDeniedError, SourceError
 from keyvault.keys import Secret
+from keyvault.redact import redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _VALUE_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -107,7 +109,7 @@ class DotenvBackend:
         self.name = source.field or DEFAULT_VAR
         if not _NAME_RE.fullmatch(self.name):
             raise SourceError(
-                f"source {source}: {self.name!r} is not a variable name (letters, digits, '_', not starting with a digit)"
+                f"source {source}: {redact(self.name)!r} is not a variable name (letters, digits, '_', not starting with a digit)"
             )
         self.path = Path(os.path.expanduser(source.location))
         self.names = {"current": self.name, "pending": f"{self.name}_PENDING", "previous": f"{self.name}_PREVIOUS"}
@@ -214,6 +216,8 @@ class DotenvBackend:
     # the guards before any write -------------------------------------------------------
 
     def _git(self, cwd: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+        import subprocess  # writes only: reading a .env stays cheap at start-up
+
         try:
             return subprocess.run(
                 ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30,
@@ -345,14 +349,19 @@ class DotenvBackend:
         return current
 
     def stage(self, secret: Secret) -> Version:
-        """Write NAME_PENDING; the same key again is a no-op, another key replaces it (callers
-        guard the slot: `keyvault stage` wants --replace)."""
+        """Write NAME_PENDING; the same key again is a no-op. Another key is refused while one
+        is staged (it may be the only copy of a key the Console showed once): clear it first."""
         self._check_value(secret)
         with exclusive_lock(self.path, what=str(self.source)):
             target, doc = self._locked_doc()
             pending = self._value(self._find(doc, "pending", for_write=True), "pending")
-            if pending is not None and pending == secret:
-                return self._version(pending, "pending")
+            if pending is not None:
+                if pending == secret:
+                    return self._version(pending, "pending")
+                raise ConflictError(
+                    f"{self.source}: another key ({pending.hint}) is already staged as {self.names['pending']}; "
+                    "promote it, or clear it first if it is abandoned (it may be the only copy of a key shown once)"
+                )
             self._set(doc, "pending", secret)
             self._write(doc, target)
         return self._version(secret, "pending")
@@ -404,6 +413,8 @@ class DotenvBackend:
         return self.path.with_name(f"{self.path.name}.keyvault-state.json")
 
     def read_state(self) -> tuple[dict[str, str] | None, str | None]:
+        import json
+
         path = self.state_path
         try:
             raw = path.read_text(encoding="utf-8")
@@ -424,6 +435,9 @@ class DotenvBackend:
         return {str(k): str(v) for k, v in state.items()}, token
 
     def write_state(self, state: dict[str, str], expected_token: str | None) -> str:
+        import json
+        import secrets
+
         check_state(state, str(self.source))
         with exclusive_lock(self.path, what=str(self.source)):
             _, token = self.read_state()

@@ -17,6 +17,7 @@ import re
 from keyvault.backends import ReadOnlyBackend, Source, Version, VersionInfo
 from keyvault.errors import NotFoundError, SourceError
 from keyvault.keys import Secret
+from keyvault.redact import redact
 
 DEFAULT_VAR = "ANTHROPIC_API_KEY"
 
@@ -38,7 +39,7 @@ class EnvBackend(ReadOnlyBackend):
             raise SourceError(f"source {source}: give the variable name once (env://NAME), not a '#field'")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise SourceError(
-                f"source {source}: {name!r} is not an environment variable name "
+                f"source {source}: {redact(name)!r} is not an environment variable name "
                 "(letters, digits and '_', not starting with a digit)"
             )
         self.source = source

@@ -337,13 +337,20 @@ class FileBackend:
 
     def stage(self, secret: Secret) -> Version:
         """Put a key in the pending slot with a new version number; the same key again is a
-        no-op, another key replaces it (callers guard the slot)."""
+        no-op. Another key is refused while one is staged (it may be the only copy of a key
+        the Console showed once): clear it first."""
         if not isinstance(secret, Secret):
             raise TypeError("stage takes a keyvault.keys.Secret")
         with self._mutate() as (doc, data_key, record):
             pending = record["slots"].get("pending")
-            if pending is not None and Secret(pending["value"]) == secret:
-                return self._version(pending, "pending")
+            if pending is not None:
+                if Secret(pending["value"]) == secret:
+                    return self._version(pending, "pending")
+                raise ConflictError(
+                    f"{self.source}: another key ({Secret(pending['value']).hint}) is already staged in entry "
+                    f"{self.entry!r}; promote it, or clear it first if it is abandoned (it may be the only copy "
+                    "of a key shown once)"
+                )
             record["counter"] = int(record.get("counter", 0)) + 1
             slot = {"value": secret.reveal(), "version": record["counter"], "created": _now().isoformat()}
             record["slots"]["pending"] = slot

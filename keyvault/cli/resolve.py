@@ -43,7 +43,7 @@ def get(source: str | None, reveal: bool, fmt: str) -> None:
     from keyvault.resolve import lookup
 
     if reveal and sys.stdout.isatty():
-        raise click.UsageError(
+        raise KeyvaultError(
             "refusing to print the key to a terminal (it would stay in scrollback and screen "
             "shares); pipe it instead: keyvault get --reveal | pbcopy, or use keyvault exec -- CMD"
         )
@@ -116,5 +116,3 @@ def _cannot_run(name: str, why: str, code: int) -> None:
     click.echo(f"keyvault: error: cannot run {name!r}: {why}", err=True)
     sys.exit(code)
 
-
-__all__ = ["get", "exec_", "KeyvaultError"]

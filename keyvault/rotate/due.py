@@ -30,6 +30,16 @@ class Due:
         }
 
 
+def deployed_at(journal: dict[str, str] | None, fingerprint: str) -> datetime | None:
+    """When keyvault put this key in place, from the journal: a creation time for stores that
+    keep none (.env files)."""
+    if not journal or journal.get("new_fp") != fingerprint:
+        return None
+    from keyvault.rotate.journal import parse_iso
+
+    return parse_iso(journal.get("deployed_at") or journal.get("stashed_at"))
+
+
 def due(policy: Policy, created: datetime | None, expires_at: datetime | None, now: datetime) -> Due:
     candidates: list[tuple[datetime, str]] = []
     if created is not None:

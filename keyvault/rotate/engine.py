@@ -119,6 +119,7 @@ class Run:
         self.new: Secret | None = None
         self.events: list[Event] = []
         self.timings: dict[str, float] = {}
+        self._audit_failed = False
 
     # -- shared helpers ------------------------------------------------------------------
     @property
@@ -142,6 +143,30 @@ class Run:
         self.events.append(event)
         if self.options.report:
             self.options.report(event)
+        self._audit(event)
+
+    def _audit(self, event: Event) -> None:
+        """Append the event to the audit log when one is configured (KEYVAULT_AUDIT_LOG).
+
+        A rotation is not stopped half-way because its audit trail cannot be written: that
+        would strand targets between keys. The failure is said once, and the rotation goes on.
+        """
+        import os
+
+        if not os.environ.get("KEYVAULT_AUDIT_LOG") or self._audit_failed:
+            return
+        from keyvault.audit import AuditLog
+
+        state = self.journal.state or {}
+        fields = {k: v for k, v in (("rotation", state.get("rotation")), ("env", self.env.name),
+                                    ("target", event.target), ("hint", event.hint), ("message", event.message),
+                                    ("seconds", round(event.seconds, 4) if event.seconds is not None else None))
+                  if v is not None}
+        try:
+            AuditLog().append(f"rotate.{event.step}", **fields)
+        except KeyvaultError as exc:
+            self._audit_failed = True
+            self.say(f"warning: audit log not written ({exc}); the rotation continues")
 
     def say(self, text: str) -> None:
         if self.options.say:
@@ -209,8 +234,10 @@ class Run:
     def due_now(self) -> Any:
         from keyvault.rotate.due import due
 
+        from keyvault.rotate.due import deployed_at
+
         current = self.primary.read()
-        created = current.created
+        created = current.created or deployed_at(self.journal.state, current.secret.fingerprint)
         expires = None
         try:
             info = self.keys.find(current.secret, self.env.workspace_id) if self.keys.admin else None

@@ -100,6 +100,10 @@ def env_status(policy: Policy, env: Environment, *, use_api: bool = True, now: d
     fps = {t.fingerprint for t in out.targets if t.fingerprint}
     out.agree = len(fps) == 1 and not out.errors
     created = next((t.created for t in out.targets if t.fingerprint and t.created), None)
+    if created is None and out.targets and out.targets[0].fingerprint:
+        from keyvault.rotate.due import deployed_at
+
+        created = deployed_at(out.rotation or out.last_rotation, out.targets[0].fingerprint)
     expires = None
     if use_api and secrets:
         from keyvault.rotate.apikeys import KeyService

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from keyvault.errors import ConflictError, KeyvaultError, RolledBack
+from keyvault.errors import BackendError, ConflictError, KeyvaultError, RolledBack
 from keyvault.keys import API, Secret
 from keyvault.rotate import console, crash
 from keyvault.rotate.journal import DONE, PARKED, ROLLED_BACK, ROLLING_BACK, iso, iso_deadline, parse_iso
@@ -220,6 +220,9 @@ def update(run: Run) -> Result | None:
             _timed(run, "update", h.uri, new.hint, lambda h=h: _describe_apply(apply_new(h, old_fp, new)))
         except ConflictError as exc:
             return start_rollback(run, f"conflict-at-{h.index}", str(exc))
+        except BackendError as exc:
+            # Leave no target on a different key than the others at rest: undo, keep the new key.
+            return start_rollback(run, f"write-failed-at-{h.index}", str(exc))
         run.journal.save(updated=str(h.index))
     crash.point("update:done")
     run.journal.save(step="verify-deploy", new_version=str(run.primary.read().version))
@@ -234,12 +237,20 @@ def _describe_apply(outcome: tuple[str, object]) -> str:
 def verify_deploy(run: Run) -> Result | None:
     new = run.recover_new()
     served: dict[int, Secret] = {}
+    from keyvault.resolve import get_api_key
+
     for h in run.items:
         started = time.monotonic()
-        current = h.read()
-        if current.secret.fingerprint != new.fingerprint:
-            return start_rollback(run, f"readback-{h.index}", f"{h.uri} reads back {current.secret.hint}, not the new key {new.hint}")
-        served[h.index] = current.secret
+        try:
+            current = h.read()
+            # What an app resolving this target gets now (ttl 0: no cached copy).
+            resolved = get_api_key(h.uri, ttl=0)
+        except KeyvaultError as exc:
+            return start_rollback(run, f"readback-{h.index}", f"{h.uri}: {exc}")
+        for got in (current.secret, resolved):
+            if got.fingerprint != new.fingerprint:
+                return start_rollback(run, f"readback-{h.index}", f"{h.uri} reads back {got.hint}, not the new key {new.hint}")
+        served[h.index] = resolved
         run.emit("verify-deploy", "reads back the new key", h.uri, new.hint, time.monotonic() - started)
     for h in run.items:
         if not h.target.check:
@@ -275,13 +286,23 @@ def finish_rollback(run: Run, code: str, reason: str | None = None) -> Result:
     except KeyvaultError:
         new = None
     problems: list[str] = []
+    failures: list[str] = []
     for h in reversed(run.items):
         if h is run.primary and new is not None:
             _keep_new_pending(run, new)
         try:
             _timed(run, "rollback", h.uri, state.get("old_hint"), lambda h=h: roll_back(h, old_fp, new_fp))
         except ConflictError as exc:
-            problems.append(str(exc))
+            problems.append(str(exc))  # a third key: retrying cannot fix it, a person must
+        except KeyvaultError as exc:
+            failures.append(f"{h.uri}: {exc}")
+    if failures:
+        # Stay in rolling-back: the next run retries the targets that did not go back.
+        raise KeyvaultError(
+            "rollback incomplete (" + (reason or code) + "); these targets still serve the new key "
+            f"{state.get('new_hint')} (active, so nothing is broken): " + "; ".join(failures)
+            + "; run again to finish the rollback"
+        )
     if new is not None:
         pending = run.primary.backend.read_pending()
         if pending is None or pending.secret.fingerprint != new.fingerprint:

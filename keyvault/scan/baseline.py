@@ -93,6 +93,7 @@ class Baseline:
         directory = os.path.dirname(os.path.abspath(self.path))
         tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}.tmp")
         try:
+            os.makedirs(directory, exist_ok=True)
             with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
                 fh.flush()
