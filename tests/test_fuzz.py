@@ -137,12 +137,27 @@ def test_pre_push_and_pre_receive_stdin_fuzz(case: tuple[str, str]) -> None:
     ft.check_hook_stdin(case)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "bug in keyvault/scan/run.py _range_spec (not this branch's file), found by bench/fuzz.py: a NUL byte in "
+    "a sha on pre-receive/pre-push stdin reaches subprocess argv and raises ValueError ('embedded null "
+    "byte'): 'keyvault: internal error (ValueError)' instead of a usage error naming the line. Fix: "
+    "validate each sha as 40 or 64 hex digits before calling git. Remove this mark with the fix."))
+@pytest.mark.parametrize("hook", ["pre-receive", "pre-push"])
+def test_hook_stdin_with_a_nul_byte_is_a_usage_error(hook: str) -> None:
+    _, shas = ft.hook_repo()
+    if hook == "pre-receive":
+        line = f"{shas[0]} \x00 refs/heads/main\n"
+    else:
+        line = f"refs/heads/main \x00 refs/heads/main {shas[0]}\n"
+    ft.check_hook_stdin((hook, line))
+
+
 def test_hook_stdin_pushing_the_key_commit_is_refused() -> None:
     """The property's key clause, on the inputs that reach it (random lines rarely do)."""
     _, shas = ft.hook_repo()
     zero = "0" * 40
     for case in (("pre-push", f"refs/heads/main {shas[1]} refs/heads/main {zero}\n"),
-                 ("pre-push", f"refs/heads/main {shas[2]} refs/heads/main {zero}\nGARBAGE\n"),
+                 ("pre-push", f"refs/heads/main {shas[2]} refs/heads/main {zero}\nGARBAGE\n"),  # exit 2
                  ("pre-receive", f"{zero} {shas[3]} refs/heads/main\n"),
                  ("pre-receive", f"{shas[2]} {shas[3]} refs/heads/main\n")):
         ft.check_hook_stdin(case)
