@@ -137,11 +137,6 @@ def test_pre_push_and_pre_receive_stdin_fuzz(case: tuple[str, str]) -> None:
     ft.check_hook_stdin(case)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in keyvault/scan/run.py _range_spec (not this branch's file), found by bench/fuzz.py: a NUL byte in "
-    "a sha on pre-receive/pre-push stdin reaches subprocess argv and raises ValueError ('embedded null "
-    "byte'): 'keyvault: internal error (ValueError)' instead of a usage error naming the line. Fix: "
-    "validate each sha as 40 or 64 hex digits before calling git. Remove this mark with the fix."))
 @pytest.mark.parametrize("hook", ["pre-receive", "pre-push"])
 def test_hook_stdin_with_a_nul_byte_is_a_usage_error(hook: str) -> None:
     _, shas = ft.hook_repo()
