@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ATHERIS_TEXT = {"parse_key", "parse_source", "redact"}
-ATHERIS_BYTES = {"audit_verify"}  # dotenv_rewrite takes structured documents: hypothesis only
+ATHERIS_BYTES = {"audit_verify", "baseline", "scan_bytes"}  # structured targets: hypothesis only
 
 
 def run_hypothesis(name: str, examples: int) -> dict[str, object]:
@@ -64,6 +64,10 @@ def atheris_child(name: str, argv: list[str]) -> None:
         import keyvault.backends  # noqa: F401
         import keyvault.keys  # noqa: F401
         import keyvault.redact  # noqa: F401
+        import keyvault.scan.baseline  # noqa: F401
+        import keyvault.scan.decode  # noqa: F401
+        import keyvault.scan.detect  # noqa: F401
+        import keyvault.scan.engine  # noqa: F401
     from tests import fuzz_targets as ft
 
     check = ft.TARGETS[name][0]
@@ -73,6 +77,8 @@ def atheris_child(name: str, argv: list[str]) -> None:
         if name in ATHERIS_TEXT:
             fdp = atheris.FuzzedDataProvider(data)
             check(fdp.ConsumeUnicodeNoSurrogates(len(data)))
+        elif name == "scan_bytes":
+            check(data)
         else:
             check(data, tmp)
 

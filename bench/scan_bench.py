@@ -93,6 +93,9 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str], stdout_path: Path 
                 os.killpg(proc.pid, 9)
                 stdout_data, _ = proc.communicate()
                 timed_out = True
+            except BaseException:  # interrupted: take the tool's whole process group down too
+                os.killpg(proc.pid, 9)
+                raise
         wall = time.perf_counter() - t0
         if timed_out:
             return Run(wall, 0.0, 0.0, 0.0, -9, True)
@@ -274,7 +277,7 @@ def build_jobs(corpus: Path, peers: Path, modes: set[str], only: set[str] | None
     add(Job("keyvault", "staged", "python -m keyvault scan --staged --format json", [*kv, "--staged"], staged,
             parse_keyvault))
     for label, argv in hook_entries:
-        add(Job("keyvault", "staged", label, argv, staged, None, note="hook entry (exit code only)"))
+        add(Job("keyvault", "staged", label, argv, staged, None, note="hook entry: exit 1 = commit refused"))
     add(Job("gitleaks", "staged", "gitleaks git --pre-commit --staged . " + " ".join(gl_rules),
             [str(b / "gitleaks"), "git", "--pre-commit", "--staged", ".", "--no-banner", *gl_rules, "-f", "json",
              "-r", "{out}"], staged, parse_gitleaks, report="gitleaks.json"))
@@ -400,10 +403,16 @@ def system_snapshot() -> dict[str, Any]:
     return {"loadavg": [round(x, 2) for x in load], "top": ps.splitlines()[:8]}
 
 
-def run_session(jobs: list[Job], rounds: dict[str, int], out_dir: Path, log: Callable[[str], None]) -> None:
+def run_session(jobs: list[Job], rounds: dict[str, int], out_dir: Path, corpus: Path,
+                log: Callable[[str], None]) -> None:
     raw = out_dir / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NO_COLOR": "1", "GIT_TERMINAL_PROMPT": "0", "PAGER": "cat"}
+    # The corpus usually sits inside this repository's work tree (bench/.corpus, gitignored):
+    # stop git's repository discovery at the corpus, so the tree export is what it is meant to
+    # be, a directory outside any repository (a .gitignore-honouring tool would otherwise skip
+    # all of it as ignored by the enclosing repository).
+    env["GIT_CEILING_DIRECTORIES"] = str(corpus)
     env["XDG_CACHE_HOME"] = str(PEERS_DIR / "cache")
     # hooks/pre-commit runs `keyvault` from PATH: the console script of the Python measured here
     env["PATH"] = str(Path(PY).parent) + os.pathsep + env.get("PATH", "")
@@ -493,6 +502,8 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
             if d:
                 det = (f"{len(d['found'])}/{len(d['expected'])} | {', '.join(d['missed']) or '-'} | "
                        f"{', '.join(d['near_miss_fp']) or '-'} | {d['other']}")
+            elif r.get("exit_codes"):  # a hook entry: its verdict is its exit code
+                det = f"exit {', '.join(map(str, r['exit_codes']))} | - | - | -"
             else:
                 det = "- | - | - | -"
             cmd = r["command"] + (f" ({r['note']})" if r["note"] else "") + (f" [{r['error']}]" if r["error"] else "")
@@ -563,6 +574,9 @@ PEERS_DIR = HERE / ".peers"
 
 def main(argv: list[str] | None = None) -> int:
     global PEERS_DIR
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `kill` cleans up like Ctrl-C
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=HERE / ".corpus")
     ap.add_argument("--peers", type=Path, default=HERE / ".peers")
@@ -573,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds-tree", type=int, default=3)
     ap.add_argument("--rounds-staged", type=int, default=10)
     ap.add_argument("--skip-slow", action="store_true", help="skip detect-secrets and trufflehog3 (minutes each)")
-    ap.add_argument("--slow-timeout", type=float, default=180.0, help="time limit of a slow peer's single run")
+    ap.add_argument("--slow-timeout", type=float, default=300.0, help="time limit of a slow peer's single run")
     ap.add_argument("--all-rules", action="store_true",
                     help="run gitleaks/betterleaks/kingfisher with all their rules, not only the Anthropic ones")
     args = ap.parse_args(argv)
@@ -603,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     run_session(jobs, {"history": args.rounds_history, "tree": args.rounds_tree, "staged": args.rounds_staged},
-                args.out, log)
+                args.out, corpus, log)
     rows = summarize(jobs, manifest["cases"])
     after = system_snapshot()
     header = (

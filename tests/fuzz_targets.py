@@ -153,7 +153,10 @@ def check_parse_source_no_echo(uri: str) -> None:
     try:
         open_backend(uri)
     except KeyvaultError as exc:
-        assert credential_in(str(exc)) is None, "the error echoes a key value"
+        text = str(exc)
+        assert credential_in(text) is None, "the error echoes a key value"
+        assert "sk-ant-api03-" + uri.split("sk-ant-api03-", 1)[-1][:20].lower() not in text, \
+            "the error echoes a key value in lower case"
 
 
 # --- redact ----------------------------------------------------------------------------------
@@ -491,6 +494,214 @@ def check_pubsub(event: object) -> None:
     assert isinstance(note.event_type, str) and note.event_type and isinstance(note.secret, dict)
 
 
+# --- the scanner: decoders, baselines, hook stdin ------------------------------------------------
+
+
+def check_scan_bytes(data: bytes) -> None:
+    """Any bytes: scan_bytes returns hits (never raises), and a hit shows only its hint."""
+    from keyvault.scan.engine import scan_bytes
+
+    for hit in scan_bytes(data):
+        value = hit.secret.reveal()
+        assert value[len(hit.family.prefix or "sk-ant-"):][8:] not in repr(hit)
+
+
+ENCODINGS = ("raw", "base64", "base64url", "base64-wrapped", "gzip", "bzip2", "xz", "zip", "utf-16le-binary",
+             "zip>gzip", "gzip>base64", "json-escaped-base64")
+
+
+def _planted_key(seed: int) -> str:
+    import random
+
+    rng = random.Random(seed)
+    return "sk-ant-api03-" + "".join(rng.choice(KEY_CHARS) for _ in range(93)) + "AA"
+
+
+def encode_as(encoding: str, payload: bytes) -> bytes:
+    import base64
+    import bz2
+    import gzip
+    import io
+    import lzma
+    import zipfile
+
+    if encoding == "raw":
+        return payload
+    if encoding == "base64":
+        return base64.b64encode(payload)
+    if encoding == "base64url":
+        return base64.urlsafe_b64encode(payload)
+    if encoding == "base64-wrapped":
+        b = base64.b64encode(payload)
+        return b"\n".join(b[i:i + 76] for i in range(0, len(b), 76))
+    if encoding == "json-escaped-base64":
+        return base64.b64encode(payload).replace(b"/", b"\\/")
+    if encoding == "gzip":
+        return gzip.compress(payload, mtime=0)
+    if encoding == "bzip2":
+        return bz2.compress(payload)
+    if encoding == "xz":
+        return lzma.compress(payload)
+    if encoding == "zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("config/settings.env", payload)
+        return buf.getvalue()
+    if encoding == "utf-16le-binary":
+        return b"\x00\x01BIN" + payload.decode("latin-1").encode("utf-16-le") + b"\x00"
+    outer, inner = encoding.split(">")
+    return encode_as(outer, encode_as(inner, payload))
+
+
+@st.composite
+def planted(draw: st.DrawFn) -> tuple[str, bytes, str]:
+    """(encoding, the scanned bytes, the key planted in them) with text around the key."""
+    key = _planted_key(draw(st.integers(0, 2**32)))
+    seps = st.text(alphabet=" \t\n=:'\"`,;(){}[]<>#", min_size=1, max_size=3)
+    filler = st.text(alphabet=string.ascii_letters + string.digits + " \n=#_-", max_size=40)
+    before = draw(filler) + draw(seps)
+    after = draw(seps) + draw(filler)
+    encoding = draw(st.sampled_from(ENCODINGS))
+    payload = (before + key + after).encode()
+    return encoding, encode_as(encoding, payload), key
+
+
+def check_scan_finds_planted(case: tuple[str, bytes, str]) -> None:
+    """A key behind any one supported encoding (or two nested) is found, by value."""
+    from keyvault.keys import fingerprint
+    from keyvault.scan.engine import scan_bytes
+
+    encoding, data, key = case
+    hits = scan_bytes(data)
+    assert fingerprint(key) in {h.secret.fingerprint for h in hits}, f"missed a key behind {encoding}"
+
+
+def check_baseline(data: bytes, directory: Path | None = None) -> None:
+    """Any bytes as a baseline file: loaded, or BaselineError naming the file; never a key echoed."""
+    from keyvault.scan.baseline import BaselineError, load
+
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        path = Path(tmp) / "baseline.json"
+        path.write_bytes(data)
+        try:
+            load(str(path))
+        except BaselineError as exc:
+            assert str(exc).startswith(str(path)), "a baseline error names the file first"
+            assert credential_in(str(exc)) is None
+
+
+@st.composite
+def baseline_docs(draw: st.DrawFn) -> bytes:
+    import json
+
+    entry = st.fixed_dictionaries({}, optional={
+        "fingerprint": st.one_of(st.text(alphabet="0123456789abcdef", min_size=63, max_size=65), json_values),
+        "paths": st.one_of(st.lists(st.text(max_size=10), max_size=3), json_values),
+        "rule": st.one_of(st.sampled_from(["anthropic-api-key", "anthropic-admin-key", "nope", ""]), json_values),
+        "hint": st.one_of(st.sampled_from(["sk-ant-api03-R2D...igAA", ""]), st.text(max_size=50)),
+    })
+    doc = st.fixed_dictionaries({}, optional={"version": st.one_of(st.just(1), json_values),
+                                              "credentials": st.one_of(st.lists(entry, max_size=3), json_values)})
+    return draw(st.one_of(doc.map(lambda d: json.dumps(d).encode()), st.binary(max_size=200)))
+
+
+_REPO: dict[str, object] = {}
+
+
+def hook_repo() -> tuple[Path, list[str]]:
+    """A git repository (made once per process): three commits on main, the second adding a key,
+    and a fourth, adding another key, that no ref points at (an incoming push)."""
+    import atexit
+    import shutil
+    import subprocess
+
+    if not _REPO:
+        root = Path(tempfile.mkdtemp(prefix="kv-hook-fuzz-"))
+        atexit.register(shutil.rmtree, root, True)
+        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@e", "HOME": str(root), "PATH": __import__("os").environ["PATH"]}
+
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True,
+                                  text=True).stdout.strip()
+
+        git("init", "-q", "-b", "main")
+        shas = []
+        for i, text in enumerate(["hello\n", f"KEY={_planted_key(7)}\n", "bye\n"]):
+            (root / f"f{i}.txt").write_text(text)
+            git("add", ".")
+            git("commit", "-q", "-m", f"c{i}")
+            shas.append(git("rev-parse", "HEAD"))
+        # a pushed commit no ref points at yet, as a server's pre-receive hook sees it
+        (root / "f9.txt").write_text(f"TOKEN={_planted_key(9)}\n")
+        git("add", "f9.txt")
+        tree = git("write-tree")
+        shas.append(git("commit-tree", tree, "-p", shas[-1], "-m", "incoming"))
+        git("reset", "-q", "--hard", shas[2])
+        _REPO["root"], _REPO["shas"] = root, shas
+    return _REPO["root"], list(_REPO["shas"])  # type: ignore[arg-type,return-value]
+
+
+@st.composite
+def hook_stdin(draw: st.DrawFn) -> tuple[str, str]:
+    """('pre-push' | 'pre-receive', stdin): real shas, zero shas, unknown shas, garbage."""
+    _, shas = hook_repo()
+    text = st.text(max_size=12)
+    sha = st.one_of(st.sampled_from(shas), st.just("0" * 40), st.text(alphabet="0123456789abcdef", min_size=40,
+                                                                      max_size=40), text)
+    ref = st.sampled_from(["refs/heads/main", "refs/heads/x", "HEAD", "", "--all", "-x"])
+    hook = draw(st.sampled_from(["pre-push", "pre-receive"]))
+    lines = []
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.integers(0, 4)) == 0:
+            lines.append(draw(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=30)))
+        elif hook == "pre-push":
+            lines.append(f"{draw(ref)} {draw(sha)} {draw(ref)} {draw(sha)}")
+        else:
+            lines.append(f"{draw(sha)} {draw(sha)} {draw(ref)}")
+    return hook, "\n".join(lines) + ("\n" if lines else "")
+
+
+def check_hook_stdin(case: tuple[str, str]) -> None:
+    """Whatever git (or anyone) writes on the hook's stdin: exit 0, 1 or 2, no traceback, no key
+    shown (the repository holds one), and the commit that adds it is refused when pushed. Runs
+    `keyvault.cli.main` in process, as the console script does."""
+    import contextlib
+    import io
+    import os
+    import sys
+
+    from keyvault.cli import main
+
+    hook, stdin = case
+    root, shas = hook_repo()
+    old_cwd, old_stdin = os.getcwd(), sys.stdin
+    saved = {k: os.environ.pop(k) for k in ("PRE_COMMIT", "PRE_COMMIT_TO_REF", "PRE_COMMIT_FROM_REF") if k in os.environ}
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0
+    os.chdir(root)
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(["scan", f"--{hook}"])
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        os.chdir(old_cwd)
+        sys.stdin = old_stdin
+        os.environ.update(saved)
+    text = out.getvalue() + err.getvalue()
+    assert code in (0, 1, 2, None), (code, text[-300:])
+    assert "Traceback" not in text and "internal error" not in text, text[-300:]
+    assert credential_in(text) is None, "the hook printed a key"
+    # the key clause, when the only line pushes the commit that adds a key
+    pushed_key = (hook == "pre-push" and stdin == f"refs/heads/main {shas[1]} refs/heads/main {'0' * 40}\n") or (
+        hook == "pre-receive" and stdin == f"{'0' * 40} {shas[3]} refs/heads/main\n")
+    if pushed_key:
+        assert code == 1, f"a push adding a key was let through ({code}): {text[-300:]}"
+
+
 TARGETS: dict[str, tuple[Callable[..., None], st.SearchStrategy]] = {  # type: ignore[type-arg]
     "parse_key": (check_parse_key, key_inputs),
     "parse_source": (check_parse_source, source_inputs),
@@ -499,4 +710,8 @@ TARGETS: dict[str, tuple[Callable[..., None], st.SearchStrategy]] = {  # type: i
     "dotenv_rewrite": (check_dotenv_rewrite, dotenv_docs()),
     "policy": (check_policy, policy_docs()),
     "pubsub": (check_pubsub, pubsub_events()),
+    "scan_bytes": (check_scan_bytes, st.one_of(st.binary(max_size=2000), planted().map(lambda c: c[1]))),
+    "scan_planted": (check_scan_finds_planted, planted()),
+    "baseline": (check_baseline, baseline_docs()),
+    "hook_stdin": (check_hook_stdin, hook_stdin()),
 }

@@ -413,3 +413,33 @@ def test_demo_shows_no_key_and_leaves_none_behind(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     if LazyGroup._load("scan") is not None:
         assert run.code == 0, run.stderr[-400:]
+
+
+# --- the scanner -----------------------------------------------------------------------------
+
+
+def test_scan_and_baseline_show_the_canary_by_hint_only(tmp_path: Path) -> None:
+    import base64
+
+    requires("scan")
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    planted = [project / "settings.py", project / "k8s-secret.yaml"]
+    planted[0].write_text(f'ANTHROPIC_API_KEY = "{VALUE}"\n')
+    planted[1].write_text(f"data:\n  key: {base64.b64encode(VALUE.encode()).decode()}\n")
+    cases = [
+        (["scan", str(project)], 1),
+        (["scan", "--format", "json", str(project)], 1),
+        (["scan", "--format", "sarif", str(project)], 1),
+        (["--debug", "scan", "--stdin"], 1),
+        (["baseline", "create", "--file", str(project / "baseline.json"), str(project)], 0),
+        (["scan", "--baseline", str(project / "baseline.json"), str(project)], 0),
+    ]
+    for args, code in cases:
+        run = run_cli(tmp_path, args, via="stdin" if "--stdin" in args else "none", allow=planted)
+        assert_clean(run)
+        assert run.code == code, (args, run.code, run.stderr[-300:])
+        if code == 1:
+            assert CANARY.hint in run.stdout
+    assert CANARY.fingerprint in (project / "baseline.json").read_text()

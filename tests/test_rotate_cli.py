@@ -222,25 +222,41 @@ def test_interactive_run_prints_console_steps_and_reads_the_key_without_echo(wor
     if pid == 0:  # the child: its controlling terminal is the pty
         os.chdir(world.tmp)
         os.execve(sys.executable, [sys.executable, "-m", "keyvault", "rotate", "--policy", str(world.policy_path)], env)
+    prompt = b"Paste the new key (input is hidden): "  # getpass prints it after turning echo off
     output = b""
     sent = False
+    status = None
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
+
+    def drain(wait: float) -> bytes:
+        got = b""
+        while select.select([fd], [], [], wait)[0]:
             try:
                 chunk = os.read(fd, 4096)
-            except OSError:
+            except OSError:  # EIO: the child has closed the terminal
                 break
             if not chunk:
                 break
-            output += chunk
-        if not sent and b"input is hidden" in output:
+            got += chunk
+        return got
+
+    while time.monotonic() < deadline and status is None:
+        output += drain(0.2)
+        if not sent and prompt in output:
             os.write(fd, new.secret.reveal().encode() + b"\n")
             sent = True
-    _, status = os.waitpid(pid, 0)
+        reaped, code = os.waitpid(pid, os.WNOHANG)
+        if reaped:
+            status = code
+    if status is None:  # never hang the suite
+        import signal
+
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    output += drain(0.1)
+    os.close(fd)
     shown = output.decode(errors="replace")
-    assert os.WEXITSTATUS(status) == 0, shown[-800:]
+    assert status is not None and os.WEXITSTATUS(status) == 0, shown.replace(new.secret.reveal(), "<key>")[-800:]
     assert f"Name it: prod-chat-{date.today().isoformat()}" in shown
     assert "platform.claude.com/settings/keys" in shown
     assert new.secret.reveal() not in shown  # not echoed
@@ -263,3 +279,36 @@ def test_due_date_of_a_dotenv_key_comes_from_the_journal(tmp_path: Path, fake_an
     assert proc.returncode == 0, text(proc)
     due = json.loads(proc.stdout)["environments"][0]["due"]
     assert due["state"] == "ok" and 89 < due["days_until_due"] <= 90
+
+
+def test_incident_from_a_real_history_scan(world: World, tmp_path: Path) -> None:
+    """The served key committed to a repository: `keyvault scan --history` finds it, and
+    `keyvault incident --finding` deactivates it, rotates, and starts the window at the commit."""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.email=dev@example.com", "-c", "user.name=dev"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "settings.py").write_text(f'ANTHROPIC_API_KEY = "{world.old.secret.reveal()}"\n')
+    subprocess.run(["git", "add", "settings.py"], cwd=repo, check=True)
+    env = {**os.environ, "GIT_COMMITTER_DATE": "2026-03-04T05:06:07+00:00"}
+    subprocess.run([*git, "commit", "-qm", "settings"], cwd=repo, check=True, env=env)
+    (repo / "settings.py").write_text("ANTHROPIC_API_KEY = None\n")
+    report = tmp_path / "findings.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyvault", "scan", "--history", "--format", "json", "--output", str(report)],
+        cwd=repo, env=world.environ(), capture_output=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, text(proc)  # findings
+    assert world.old.secret.fingerprint in report.read_text()
+    new = world.fake.mint_key("replacement")
+    stage(world, new.secret)
+    proc = world.cli("incident", "--policy", str(world.policy_path), "--finding", str(report), "--repo", str(repo),
+                     "--non-interactive", "--format", "json")
+    assert proc.returncode == 0, text(proc)
+    out = json.loads(proc.stdout)
+    assert out["key_id"] == world.old.id and out["deactivated"]
+    assert out["review_usage"]["from"] == "2026-03-04T05:06:07Z"
+    assert out["where"] == "settings.py:1"
+    assert world.held() == [new.secret.fingerprint] * 2

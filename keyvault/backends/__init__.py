@@ -168,6 +168,9 @@ def parse_source(uri: str) -> Source:
             f"source {shown} is not a URI; expected scheme://location, e.g. env://ANTHROPIC_API_KEY, "
             "dotenv://.env#ANTHROPIC_API_KEY, vault://secret/apps/chat#api_key"
         )
+    if uri.lstrip().lower().startswith("sk-ant-"):
+        raise SourceError(f"source {redact(uri.strip())!r} is a key value, not a source URI; "
+                          "put the key in a backend and name that, e.g. env://ANTHROPIC_API_KEY")
     shown = repr(redact(uri))  # a key pasted where a source belongs must not be echoed
     scheme, rest = uri.split("://", 1)
     scheme = scheme.lower()

@@ -36,6 +36,7 @@ from keyvault.backends.env import DEFAULT_VAR, value_version
 from keyvault.backends.localfs import atomic_write, check_state, check_writable, exclusive_lock
 from keyvault.errors import BackendError, ConflictError, NotFoundError, PermissionDeniedError, SourceError
 from keyvault.keys import Secret
+from keyvault.redact import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     import subprocess
@@ -108,7 +109,7 @@ class DotenvBackend:
         self.name = source.field or DEFAULT_VAR
         if not _NAME_RE.fullmatch(self.name):
             raise SourceError(
-                f"source {source}: {self.name!r} is not a variable name (letters, digits, '_', not starting with a digit)"
+                f"source {source}: {redact(self.name)!r} is not a variable name (letters, digits, '_', not starting with a digit)"
             )
         self.path = Path(os.path.expanduser(source.location))
         self.names = {"current": self.name, "pending": f"{self.name}_PENDING", "previous": f"{self.name}_PREVIOUS"}

@@ -273,13 +273,14 @@ def revoke(key_id: str | None, key_fd: int | None, archive: bool, force: bool, p
 @click.command()
 @click.option("--finding", "finding_path", metavar="FILE", help="A `keyvault scan --format json` report naming the leaked key.")
 @click.option("--select", metavar="FP", help="Which key of the report: its fingerprint prefix (or index).")
+@click.option("--repo", type=click.Path(file_okay=False), help="Repository the finding's commit is in (default: here).")
 @_policy_option
 @click.option("--env", "env_names", metavar="NAME", multiple=True, help="Limit to these environments (default: all).")
 @click.option("--new-key-fd", type=int, metavar="N", help="Read the replacement key from file descriptor N.")
 @click.option("--new-key-command", metavar="CMD", help="Run CMD and take the replacement key from its stdout.")
 @click.option("--non-interactive", is_flag=True, help="Never prompt.")
 @_format_option
-def incident(finding_path: str | None, select: str | None, policy_path: str | None, env_names: tuple[str, ...],
+def incident(finding_path: str | None, select: str | None, repo: str | None, policy_path: str | None, env_names: tuple[str, ...],
              new_key_fd: int | None, new_key_command: str | None, non_interactive: bool, fmt: str) -> None:
     """Respond to a leaked key: deactivate it now, rotate every target that held it, and print
     the window whose usage to review.
@@ -299,7 +300,7 @@ def incident(finding_path: str | None, select: str | None, policy_path: str | No
         raise click.UsageError("--new-key-fd and --new-key-command are exclusive")
     policy = _load_policy(policy_path)
     if finding_path:
-        leak = inc.leak_from_finding(Path(finding_path), select)
+        leak = inc.leak_from_finding(Path(finding_path), select, Path(repo) if repo else None)
     else:
         leak = inc.leak_from_secret(_read_key_arg(None, "the leaked key"))
     # Read the replacement once: a file descriptor or a command's output cannot be read twice.

@@ -52,10 +52,26 @@ def _parse_date(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def leak_from_finding(path: Path, select: str | None = None) -> Leak:
+def _commit_date(commit: Any, repo: Path | None) -> datetime | None:
+    import re
+    import subprocess
+
+    if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{7,64}", commit):
+        return None
+    try:
+        proc = subprocess.run(["git", "show", "-s", "--format=%cI", commit], cwd=repo, capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return _parse_date(proc.stdout.strip()) if proc.returncode == 0 else None
+
+
+def leak_from_finding(path: Path, select: str | None = None, repo: Path | None = None) -> Leak:
     """One finding of a scan's JSON report: a finding object, a list, or {"findings": [...]}.
 
     `select` picks one when the report holds several: an index (0-based) or a fingerprint prefix.
+    Without a date in the finding, the date of the commit it names (looked up in `repo`, by
+    default the working directory) starts the usage window.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -91,7 +107,11 @@ def leak_from_finding(path: Path, select: str | None = None) -> Leak:
     fp = chosen["fingerprint"].lower()
     if len(fp) != 64 or any(c not in _FP_RE for c in fp):
         raise KeyvaultError(f"{path}: 'fingerprint' {fp[:16]!r}... is not a sha256 hex digest")
-    dates = [d for d in (_parse_date(f.get(k)) for f in findings if f.get("fingerprint", "").lower() == fp for k in _DATE_FIELDS) if d]
+    same = [f for f in findings if f.get("fingerprint", "").lower() == fp]
+    dates = [d for d in (_parse_date(f.get(k)) for f in same for k in _DATE_FIELDS) if d]
+    if not dates:
+        # A history finding names its commit: the key was exposed from that commit's date on.
+        dates = [d for d in (_commit_date(f.get("commit"), repo) for f in same) if d]
     file = chosen.get("file") or chosen.get("path")
     where = f"{file}:{chosen.get('line')}" if file else chosen.get("commit")
     return Leak(fp, chosen.get("hint"), None, min(dates) if dates else None, where)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from keyvault.errors import BackendError, ConflictError, KeyvaultError, RolledBack
 from keyvault.keys import API, Secret
 from keyvault.rotate import console, crash
-from keyvault.rotate.journal import DONE, PARKED, ROLLED_BACK, ROLLING_BACK, iso, iso_deadline, parse_iso
+from keyvault.rotate.journal import DONE, ROLLED_BACK, ROLLING_BACK, iso, iso_deadline, parse_iso
 from keyvault.rotate.newkey import KeyInput, obtain, prompt_hidden
 from keyvault.rotate.targets import apply_new, disagreement, read_all, require_writable, roll_back, run_check
 
@@ -139,7 +139,7 @@ def create(run: Run) -> Result | None:
     if new is None and run.interactive:
         name = run.policy.key_name(run.env)
         run.say(console.create_steps(name, run.env.workspace_id or run.state.get("old_ws"),
-                                     "Paste it below (input is hidden)."))
+                                     "Paste it at the prompt below; the terminal does not show it."))
         new = prompt_hidden()
         origin = "the prompt"
     if new is None:
@@ -488,4 +488,3 @@ STEPS: dict[str, Callable[[Run], Result | None]] = {
     "done": done,
 }
 
-__all__ = ["STEPS", "PARKED"]

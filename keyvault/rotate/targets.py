@@ -167,14 +167,12 @@ def run_check(h: Handle, secret: Secret) -> CheckResult:
 
 
 def redact(text: str, *secrets: Secret) -> str:
-    """Replace the given keys, and anything shaped like an Anthropic credential, by hints."""
-    import re
-
-    from keyvault.keys import hint
+    """Replace the given keys (whatever their shape), then any Anthropic credential, by hints."""
+    from keyvault.redact import redact as redact_credentials
 
     for s in secrets:
         text = text.replace(s.reveal(), s.hint)
-    return re.sub(r"sk-ant-[a-z]{2,10}[0-9]{2}-[A-Za-z0-9_-]{8,}", lambda m: hint(m.group(0)), text)
+    return redact_credentials(text)
 
 
 def read_previous(h: Handle) -> Secret | None:

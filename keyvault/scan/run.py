@@ -194,6 +194,13 @@ def _scan_staged(report: Report, cfg: Config, excluder: Excluder, known: Known |
         _add(report, hits, sf.path, "staged", None)
 
 
+def _object_id(text: str, what: str) -> str:
+    """A sha from hook stdin: 40 or 64 hex digits, or a clear usage error (never git's argv)."""
+    if len(text) in (40, 64) and all(c in "0123456789abcdefABCDEF" for c in text):
+        return text
+    raise UsageError(f"{what}: {text[:80]!r} is not an object id (40 or 64 hex digits)")
+
+
 def _range_spec(mode: str, opts: Options, cwd: str) -> tuple[list[str], list[str]]:
     """(tips, excludes) as rev-list arguments for --range, --pre-push and --pre-receive."""
     from keyvault.scan import gitio
@@ -201,7 +208,7 @@ def _range_spec(mode: str, opts: Options, cwd: str) -> tuple[list[str], list[str
     zero = ("0" * 40, "0" * 64)
     if mode == "range":
         spec = (opts.range or "").strip()
-        if not spec or spec.startswith("-"):
+        if not spec or spec.startswith("-") or "\0" in spec:
             raise UsageError(f"--range expects A..B (got {opts.range!r})")
         if "..." in spec:
             a, b = spec.split("...", 1)
@@ -219,7 +226,8 @@ def _range_spec(mode: str, opts: Options, cwd: str) -> tuple[list[str], list[str
                 if line.strip():
                     raise UsageError(f"--pre-receive expects '<old> <new> <ref>' lines on stdin (got {line[:80]!r})")
                 continue
-            new = parts[1]
+            new = _object_id(parts[1], "--pre-receive")
+            _object_id(parts[0], "--pre-receive")
             if new not in zero:  # deletions add nothing
                 tips.append(new)
         return tips, ["--not", "--all"]
@@ -247,7 +255,7 @@ def _range_spec(mode: str, opts: Options, cwd: str) -> tuple[list[str], list[str
                 raise UsageError("--pre-push expects '<local ref> <local sha> <remote ref> <remote sha>' "
                                  f"lines on stdin (got {line[:80]!r})")
             continue
-        local_sha, remote_sha = parts[1], parts[3]
+        local_sha, remote_sha = _object_id(parts[1], "--pre-push"), _object_id(parts[3], "--pre-push")
         if local_sha in zero:
             continue  # deleting a remote branch pushes nothing
         tips.append(local_sha)

@@ -695,6 +695,7 @@ class FakeAnthropic:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive replies are small: without this each waits ~40 ms for an ACK
     server: _Server
     server_version = "FakeAnthropic"
     sys_version = ""
