@@ -29,6 +29,8 @@ def run(args: list[str], cwd: str | None = None, stdin: bytes | None = None,
     """Run git with `args`; return (exit code, stdout, stderr). Raises GitError when asked to
     check and git fails, or when git is not installed."""
     argv = [*GIT, *args]
+    if not hasattr(os, "posix_spawnp"):  # Windows: subprocess it is
+        return _run_subprocess(argv, cwd, stdin, check, args)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r = in_w = -1
@@ -67,6 +69,19 @@ def run(args: list[str], cwd: str | None = None, stdin: bytes | None = None,
     if check and code != 0:
         raise GitError(f"git {' '.join(args[:3])} failed (exit {code}): {_first_line(err)}")
     return code, out, err
+
+
+def _run_subprocess(argv: list[str], cwd: str | None, stdin: bytes | None, check: bool,
+                    args: list[str]) -> tuple[int, bytes, bytes]:
+    import subprocess
+
+    try:
+        proc = subprocess.run(argv, cwd=cwd, input=stdin if stdin is not None else b"", capture_output=True)
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH; the scanner needs it for git inputs") from None
+    if check and proc.returncode != 0:
+        raise GitError(f"git {' '.join(args[:3])} failed (exit {proc.returncode}): {_first_line(proc.stderr)}")
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _feed(fd: int, data: bytes) -> None:
