@@ -28,5 +28,5 @@ def test_run_with_and_without_posix_spawn(repo: Repo, monkeypatch: pytest.Monkey
     assert code == 0 and len(out.strip()) == 40
     monkeypatch.delattr(os, "posix_spawnp")
     assert gitio.run(["rev-parse", "--show-toplevel"], cwd=str(repo.path)) == spawned
-    with pytest.raises(gitio.GitError, match="git rev-parse --verify failed"):
+    with pytest.raises(gitio.GitError, match="git rev-parse --verify nope failed"):
         gitio.run(["rev-parse", "--verify", "nope"], cwd=str(repo.path))
