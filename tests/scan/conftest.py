@@ -30,3 +30,16 @@ def repo(tmp_path: Path) -> Repo:
     r.git("init", "-q")
     return r
 
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The project's convention: `slow` tests run only with KEYVAULT_SLOW=1."""
+    import os
+
+    if os.environ.get("KEYVAULT_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long run: set KEYVAULT_SLOW=1")
+    here = Path(__file__).parent
+    for item in items:
+        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
+            item.add_marker(skip)
