@@ -46,11 +46,12 @@ def text(report: Report, mode: str, verify: bool) -> str:
         lines.append(f"{_where(f)} {f.rule} {f.hint}{tail}")
     s = report.scanned
     what = []
-    if s.files or not s.blobs:
+    git_history = mode in ("history", "range", "pre-push", "pre-receive")
+    if s.files or not git_history:
         what.append(f"{s.files} file{'s' if s.files != 1 else ''}")
-    if s.blobs:
+    if s.blobs or git_history:
         what.append(f"{s.blobs} blob{'s' if s.blobs != 1 else ''}")
-    if s.commits:
+    if s.commits or git_history:
         what.append(f"{s.commits} commit message{'s' if s.commits != 1 else ''}")
     what.append(_size(s.bytes))
     summary = ", ".join(what)
@@ -75,7 +76,7 @@ def text(report: Report, mode: str, verify: bool) -> str:
     if mode == "staged":
         lines.append("  2. Take it out of the commit: remove it from the file, then git add it again "
                      "(or git restore --staged PATH).")
-    elif mode in ("history", "range"):
+    elif git_history:
         lines.append("  2. It is in git history: removing the file does not remove it; rewrite history "
                      "(git filter-repo) if the repository is or will be shared.")
     else:
