@@ -76,6 +76,9 @@ def text(report: Report, mode: str, verify: bool) -> str:
     if mode == "staged":
         lines.append("  2. Take it out of the commit: remove it from the file, then git add it again "
                      "(or git restore --staged PATH).")
+    elif mode == "pre-push":
+        lines.append("  2. It is in commits not pushed yet: take it out of them (git commit --amend, or "
+                     "git rebase -i), then push again.")
     elif git_history:
         lines.append("  2. It is in git history: removing the file does not remove it; rewrite history "
                      "(git filter-repo) if the repository is or will be shared.")
