@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from keyvault.keys import Secret
 from keyvault.scan.run import FORMATS, Options, execute
 
 _EPILOG = """\b
@@ -213,7 +214,7 @@ def baseline_audit(file: str | None, config: str | None, verify: bool, fmt: str)
     base = load(path)
     report, root, _ = _baseline_scan((), False, path, config)
     present: dict[str, set[str]] = {}
-    secrets = {}
+    secrets: dict[str, Secret] = {}
     for f in report.findings:
         present.setdefault(f.fingerprint, set()).add(base.location(f, root))
         secrets.setdefault(f.fingerprint, f.secret)
@@ -227,30 +228,31 @@ def baseline_audit(file: str | None, config: str | None, verify: bool, fmt: str)
             verify_key = None  # type: ignore[assignment]
         for fp, secret in secrets.items():
             live[fp] = _live(verify_key(secret)) if verify_key is not None and fp in base.entries else None
-    rows = []
+    rows: list[dict[str, object]] = []
+    lines: list[str] = []
     bad = False
     for fp in sorted(base.entries):
         e = base.entries[fp]
         found = present.get(fp, set())
         stale = sorted(p for p in e.paths if p not in found)
-        row = {"fingerprint": fp, "rule": e.rule, "hint": e.hint, "paths": sorted(e.paths),
-               "stale_paths": stale, "live": live.get(fp) if verify else None}
-        if stale or (verify and live.get(fp)):
+        state = live.get(fp) if verify else None
+        rows.append({"fingerprint": fp, "rule": e.rule, "hint": e.hint, "paths": sorted(e.paths),
+                     "stale_paths": stale, "live": state})
+        if stale or state:
             bad = True
-        rows.append(row)
+        status = []
+        if stale:
+            status.append(f"no longer found in {', '.join(stale)} (run: keyvault baseline update --prune)")
+        if verify:
+            status.append({True: "LIVE: revoke it (keyvault incident)", False: "not live",
+                           None: "liveness unknown"}[state])
+        lines.append(f"{e.hint}  {e.rule}  {', '.join(sorted(e.paths))}"
+                     + (f"  [{'; '.join(status)}]" if status else ""))
     if fmt == "json":
         click.echo(json.dumps({"version": 1, "baseline": path, "credentials": rows}, indent=2))
     else:
-        for row in rows:
-            status = []
-            if row["stale_paths"]:
-                status.append(f"no longer found in {', '.join(row['stale_paths'])} (run: keyvault baseline update "
-                              "--prune)")
-            if verify:
-                status.append({True: "LIVE: revoke it (keyvault incident)", False: "not live",
-                               None: "liveness unknown"}[row["live"]])
-            click.echo(f"{row['hint']}  {row['rule']}  {', '.join(row['paths'])}"
-                       + (f"  [{'; '.join(status)}]" if status else ""))
+        for line in lines:
+            click.echo(line)
         click.echo(f"keyvault baseline: {len(rows)} accepted credential(s) in {path}")
     sys.exit(1 if bad else 0)
 

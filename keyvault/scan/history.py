@@ -82,11 +82,11 @@ def range_objects(tips: list[str], excludes: list[str], cwd: str | None = None) 
     _, out, _ = gitio.run(["cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
                           cwd=cwd, stdin=request)
     objs: list[Obj] = []
-    for (sha, path), line in zip(listed, out.split(b"\n")):
+    for (oid, where), line in zip(listed, out.split(b"\n")):
         parts = line.split(b" ")
         if len(parts) != 3 or parts[1] in (b"tree", b"commit"):
             continue
-        objs.append(Obj(sha, parts[1].decode(), int(parts[2]), path))
+        objs.append(Obj(oid, parts[1].decode(), int(parts[2]), where))
     return objs
 
 

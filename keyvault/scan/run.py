@@ -303,10 +303,10 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
     t = _trace(f"list objects ({len(todo)})", t)
     hits, notes = history.scan_objects(todo, known, opts.jobs, cwd)
     t = _trace("scan objects", t)
-    n_commits, n_bytes, msg_hits = messages.scan(known)
+    n_commits, n_bytes, message_hits = messages.scan(known)
     s.commits += n_commits
     s.bytes += n_bytes
-    hits.extend(msg_hits)
+    hits.extend(message_hits)
     t = _trace("commit messages", t)
     s.notes.extend(notes)
     blob_hits = [(sha, raw) for sha, kind, raw in hits if kind == "blob"]

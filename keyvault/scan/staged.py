@@ -65,9 +65,9 @@ def staged_files(cwd: str | None = None) -> list[StagedFile]:
                 name = gitio.unquote_path(header)
                 path = name[2:] if name.startswith("b/") else name
             elif raw.startswith(b"Binary files ") and pending_header is not None:
-                name = _header_path(pending_header)
-                if name is not None:
-                    binary.append(name)
+                whole = _header_path(pending_header)
+                if whole is not None:
+                    binary.append(whole)
             continue
         if raw.startswith(b"+") and path is not None:
             added.append(raw[1:])
