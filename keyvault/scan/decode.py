@@ -19,6 +19,9 @@ import zlib
 B64_FORMS = (b"c2stYW50L", b"NrLWFudC", b"zay1hbnQt")
 B64_GROUP_BACK = (0, 2, 3)
 UTF16_FORM = b"s\x00k\x00-\x00a\x00n\x00t\x00-"
+# `sk-ant-` from an encoder that escapes `-` too (a key never needs escaping otherwise)
+PERCENT_FORMS = (b"sk%2Dant%2D", b"sk%2dant%2d")
+MAX_PERCENT_WINDOW = 1200
 
 MAX_B64_CHARS = 1200  # enough for the longest credential the detector accepts (~300 chars)
 MAX_UTF16_WINDOW = 1400
@@ -133,6 +136,24 @@ def base64_window(data: bytes, group: int) -> tuple[bytes, int, bool]:
     except (binascii.Error, ValueError):
         decoded = b""
     return decoded, i, percent
+
+
+def percent_window(data: bytes, pos: int) -> bytes:
+    """Percent-decode the text starting at `pos` (bounded), as the URL held it."""
+    window = data[pos:pos + MAX_PERCENT_WINDOW]
+    out = bytearray()
+    i = 0
+    n = len(window)
+    hexdigits = b"0123456789abcdefABCDEF"
+    while i < n:
+        c = window[i]
+        if c == 0x25 and i + 2 < n and window[i + 1] in hexdigits and window[i + 2] in hexdigits:
+            out.append(int(window[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return bytes(out)
 
 
 def utf16_window(data: bytes, pos: int) -> bytes:

@@ -18,7 +18,7 @@ from keyvault.keys import Family, Secret, family_of, UNKNOWN
 from keyvault.scan import decode
 from keyvault.scan.detect import LITERAL, candidates, classify
 
-PREFILTER = (LITERAL, *decode.B64_FORMS)
+PREFILTER = (LITERAL, *decode.B64_FORMS, *decode.PERCENT_FORMS)
 _ALLOW: list[re.Pattern[bytes]] = []  # `keyvault: allow`, compiled on first use
 _ALLOW_REACH = 4096  # how far from a key an allow comment on the same line is looked for
 _COLUMN_CHARS_LIMIT = 1 << 16
@@ -189,6 +189,17 @@ def _inline(data: bytes, chain: tuple[str, ...], depth: int,
             _inline(decoded, (*chain, *step), depth + 1, sub, b"\x00" in decoded)
             at = max(group, 0)
             found.extend((at, s, f, ch) for _, s, f, ch in sub)
+    for literal in decode.PERCENT_FORMS:
+        pos = data.find(literal)
+        covered = -1
+        while pos >= 0:
+            if pos >= covered:
+                window = decode.percent_window(data, pos)
+                covered = pos + decode.MAX_PERCENT_WINDOW - 600
+                for c in candidates(window):
+                    ch = (*chain, "percent", "join") if c.joined else (*chain, "percent")
+                    found.append((pos, Secret(c.value, c.family), c.family, ch))
+            pos = data.find(literal, pos + 1)
     if binary and decode.UTF16_FORM in data:
         covered = -1
         pos = data.find(decode.UTF16_FORM)

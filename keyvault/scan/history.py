@@ -56,13 +56,12 @@ def all_objects(cwd: str | None = None) -> list[Obj]:
         ["cat-file", "--batch-all-objects", "--unordered",
          "--batch-check=%(objectname) %(objecttype) %(objectsize)"], cwd=cwd,
     )
-    objs: list[Obj] = []
-    for line in out.split(b"\n"):
-        parts = line.split(b" ")
-        if len(parts) != 3 or parts[1] in (b"tree", b"commit"):
-            continue
-        objs.append(Obj(parts[0].decode(), parts[1].decode(), int(parts[2])))
-    return objs
+    import re
+
+    # one C-level pass picks the blob and tag lines out of ~all objects (trees and commits
+    # are as many again, and commit messages come from git log)
+    return [Obj(sha.decode(), kind.decode(), int(size))
+            for sha, kind, size in re.findall(rb"^([0-9a-f]+) (blob|tag) ([0-9]+)$", out, re.M)]
 
 
 def range_objects(tips: list[str], excludes: list[str], cwd: str | None = None) -> list[Obj]:

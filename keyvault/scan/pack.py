@@ -38,7 +38,8 @@ import zlib
 from keyvault.scan import gitio
 from keyvault.scan.engine import Known, might_hold, scan_bytes
 
-STRONG = (b"sk-ant-", b"c2stYW50L", b"NrLWFudC", b"zay1hbnQt", b"s\x00k\x00-\x00a\x00n\x00t\x00-")
+STRONG = (b"sk-ant-", b"c2stYW50L", b"NrLWFudC", b"zay1hbnQt", b"s\x00k\x00-\x00a\x00n\x00t\x00-",
+          b"sk%2Dant%2D", b"sk%2dant%2d")
 NEEDLES = (
     b"ant-", b"sk-a", b"api03-", b"admin01-",
     b"YW50L", b"c2stY",  # base64, byte offset 0: c2st|YW50L

@@ -268,8 +268,12 @@ def _range_spec(mode: str, opts: Options, cwd: str) -> tuple[list[str], list[str
 
 def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder, known: Known | None,
                   cwd: str, spec: tuple[list[str], list[str]] | None) -> None:
-    from keyvault.scan import history
+    import time
 
+    from keyvault.scan import history
+    from keyvault.scan.pack import _trace
+
+    t = time.perf_counter()
     s = report.scanned
     if spec is None:
         revs = ["--all"]
@@ -296,11 +300,7 @@ def _scan_history(report: Report, opts: Options, cfg: Config, excluder: Excluder
             s.blobs += 1
         s.bytes += o.size
         todo.append(o)
-    import time
-
-    from keyvault.scan.pack import _trace
-
-    t = _trace("list objects", time.perf_counter())
+    t = _trace(f"list objects ({len(todo)})", t)
     hits, notes = history.scan_objects(todo, known, opts.jobs, cwd)
     t = _trace("scan objects", t)
     n_commits, n_bytes, msg_hits = messages.scan(known)

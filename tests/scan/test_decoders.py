@@ -220,3 +220,10 @@ def test_100_mb_single_line_file_through_the_cli(tmp_path) -> None:
     r = run_scan(["-f", "json", "min.js"], tmp_path)
     assert r.code == 1 and [f["line"] for f in r.findings()] == [1]
     assert time.perf_counter() - start < 120
+
+
+@pytest.mark.parametrize("fmt", ["%{:02X}", "%{:02x}"])
+def test_percent_encoded_key_from_an_encoder_that_escapes_dashes(fmt: str) -> None:
+    k = key()
+    enc = "".join(fmt.format(ord(c)) if c in "-_" else c for c in k)
+    assert hits(("https://example.invalid/cb?key=" + enc + "&next=1").encode()) == [(k, "percent", "", 1)]

@@ -150,3 +150,56 @@ def test_keys_that_exist_only_inside_deltas(repo: Repo) -> None:
     assert plain == packed, trace
     suspects = int(trace.split(" deltas, ")[1].split(" suspects")[0])
     assert 0 < suspects < 20, trace  # the needles, not a wholesale rebuild, found them
+
+
+def test_fetched_thin_packs_ref_deltas_and_loose_objects(repo: Repo, tmp_path) -> None:
+    """A clone that fetched more history (a thin pack completed with REF_DELTA bases), plus
+    loose objects of local work: several packs and loose objects, same findings."""
+    import subprocess
+
+    rng = random.Random(23)
+    base = _lines(rng, 200)
+    for i in range(10):
+        base[rng.randrange(len(base))] = f"edit {i}"
+        repo.write("conf.txt", "\n".join(base) + "\n")
+        repo.commit(f"v{i}")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-local", str(repo.path), str(clone)], check=True)
+    k1, k2 = key(), key()
+    for i in range(5):
+        lines = list(base) + [f"more {j}" for j in range(i)]
+        if i == 2:
+            lines[100] = f"API={k1}"
+        repo.write("conf.txt", "\n".join(lines) + "\n")
+        repo.commit(f"w{i}")
+    c = Repo(clone)
+    c.git("-c", "fetch.unpackLimit=1", "fetch", "-q", "origin")
+    c.git("merge", "-q", "--ff-only", "origin/main")
+    c.write("local.txt", f"K={k2}\n")
+    c.commit("local work")  # loose objects
+    packs = list((clone / ".git" / "objects" / "pack").glob("*.pack"))
+    assert len(packs) >= 2
+    plain = c.scan("--history", "-f", "json", env={"KEYVAULT_SCAN_ENGINE": "git"}).findings()
+    packed = c.scan("--history", "-f", "json").findings()
+    assert sorted(f["hint"][-4:] for f in plain) == sorted([k1[-4:], k2[-4:]])
+    assert plain == packed
+
+
+def test_sha256_repository(tmp_path) -> None:
+    import subprocess
+
+    path = tmp_path / "sha256"
+    proc = subprocess.run(["git", "init", "-q", "--object-format=sha256", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("this git cannot create SHA-256 repositories")
+    r = Repo(path)
+    rng = random.Random(2)
+    lines = _lines(rng, 100)
+    k = key()
+    for i in range(8):
+        lines[rng.randrange(len(lines))] = f"e{i}"
+        extra = [f"K={k}"] if i == 3 else []
+        r.write("a.txt", "\n".join(lines + extra) + "\n")
+        r.commit(f"c{i}")
+    plain, packed, _ = _both(r)
+    assert len(plain) == 1 and len(plain[0]["commit"]) == 64 and plain == packed
