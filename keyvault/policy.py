@@ -11,6 +11,7 @@ hand and read by a scheduled job nobody watches, so a vague message costs a miss
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from keyvault.errors import KeyvaultError
+from keyvault.redact import credential_in, redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +30,13 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 
 class PolicyError(KeyvaultError):
-    """The policy file is missing, malformed, or says something that cannot work."""
+    """The policy file is missing, malformed, or says something that cannot work.
+
+    Its message is redacted on the way in: whoever quotes a setting, a key pasted into it shows
+    as its hint only (library callers such as a Lambda handler log `str(error)` unredacted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 DEFAULT_MAX_AGE_DAYS = 90
@@ -39,6 +47,9 @@ DEFAULT_TEMPLATE = "{env}-{app}-{date}"
 DEFAULT_ADMIN_KEY = "env://ANTHROPIC_ADMIN_KEY"
 DEFAULT_CHECK_TIMEOUT = timedelta(seconds=120)
 DEFAULT_CHECK_ENV = "ANTHROPIC_API_KEY"
+# Longer than any rotation could want, short enough that timedelta and date arithmetic on it
+# (deadlines in the journal) cannot overflow.
+MAX_DURATION = timedelta(days=3650)
 TEMPLATE_FIELDS = ("env", "app", "date", "month", "workspace")
 # Where `keyvault rotate` looks when --policy is not given (first hit wins).
 SEARCH_PATHS = ("rotation.toml", "policies/rotation.toml")
@@ -51,7 +62,7 @@ _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = {"rotation", "environments"}
 _ROTATION_KEYS = {
     "app", "max_age_days", "warn_days", "grace", "archive_delay", "workspace_id",
-    "name_template", "admin_key", "base_url",
+    "name_template", "admin_key", "base_url", "webhook_url",
 }
 _ENV_KEYS = {"targets", "workspace_id", "admin_key", "app"}
 _TARGET_KEYS = {"source", "check", "check_timeout", "check_env"}
@@ -93,6 +104,7 @@ class Policy:
     name_template: str = DEFAULT_TEMPLATE
     admin_key: str | None = DEFAULT_ADMIN_KEY
     base_url: str | None = None
+    webhook_url: str | None = None  # notifications; KEYVAULT_WEBHOOK_URL wins over it
     environments: dict[str, Environment] = field(default_factory=dict)
 
     def environment(self, name: str | None = None) -> Environment:
@@ -105,7 +117,7 @@ class Policy:
         try:
             return self.environments[name]
         except KeyError:
-            raise PolicyError(f"{self._where()}: no environment {name!r}; the policy defines: {names}") from None
+            raise PolicyError(f"{self._where()}: no environment {_show(name)}; the policy defines: {names}") from None
 
     def key_name(self, env: Environment, today: date | None = None) -> str:
         """The name to give the new key in the Console (`prod-chat-2026-11-22`)."""
@@ -123,24 +135,41 @@ class Policy:
 
 
 def parse_duration(value: object, where: str) -> timedelta:
-    """`"24h"`, `"30d"`, `"90m"`, `"2w"`, `"45s"` or a number of seconds."""
+    """`"24h"`, `"30d"`, `"90m"`, `"2w"`, `"45s"` or a number of seconds, at most MAX_DURATION."""
     if isinstance(value, bool):
-        raise PolicyError(f"{where}: expected a duration like \"24h\", \"30d\" or a number of seconds, got {value!r}")
+        raise PolicyError(f"{where}: expected a duration like \"24h\", \"30d\" or a number of seconds, got {_show(value)}")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        number, unit = value, None
     elif isinstance(value, str):
         m = _DURATION_RE.match(value)
         if not m:
             raise PolicyError(
-                f"{where}: {value!r} is not a duration; expected a number with a unit s, m, h, d or w "
+                f"{where}: {_show(value)} is not a duration; expected a number with a unit s, m, h, d or w "
                 "(\"24h\", \"30d\")"
             )
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        number, unit = float(m.group(1)), m.group(2)
     else:
-        raise PolicyError(f"{where}: expected a duration like \"24h\" or \"30d\", got a {type(value).__name__}")
+        raise PolicyError(f"{where}: expected a duration like \"24h\" or \"30d\", got a {_kind(value)}")
+    try:
+        seconds = float(number) * _UNIT_SECONDS[unit]
+    except OverflowError:  # an integer too large for a float
+        seconds = math.inf
+    if math.isnan(seconds):
+        raise PolicyError(f"{where}: expected a duration like \"24h\" or \"30d\", got nan")
     if seconds < 0:
         raise PolicyError(f"{where}: a duration cannot be negative")
+    if seconds > MAX_DURATION.total_seconds():
+        # inf lands here too; timedelta() would raise OverflowError on it or on anything huge
+        raise PolicyError(
+            f"{where}: {_show(value)} is too long; a duration can be at most {format_duration(MAX_DURATION)}"
+        )
     return timedelta(seconds=seconds)
+
+
+def _show(value: object) -> str:
+    """A value as an error message quotes it: a key pasted there shows as its hint only (the
+    message goes into an unattended job's log)."""
+    return redact(repr(value))
 
 
 def format_duration(delta: timedelta) -> str:
@@ -215,20 +244,20 @@ class _Reader:
                 near = _closest(key, allowed)
                 hint = f"; did you mean {near!r}?" if near else f"; expected one of: {', '.join(sorted(allowed))}"
                 full = f"{dotted}.{key}" if dotted else key
-                raise PolicyError(f"{self.where(full)}: unknown setting {key!r}{hint}")
+                raise PolicyError(f"{self.where(full)}: unknown setting {_show(key)}{hint}")
 
     def string(self, data: dict[str, Any], key: str, dotted: str, default: str | None) -> str | None:
         value = data.get(key, default)
         if value is None:
             return None
         if not isinstance(value, str):
-            raise PolicyError(f"{self.where(dotted)}: expected a string, got a {_kind(value)} ({value!r})")
+            raise PolicyError(f"{self.where(dotted)}: expected a string, got a {_kind(value)} ({_show(value)})")
         return value
 
     def integer(self, data: dict[str, Any], key: str, dotted: str, default: int, low: int, high: int) -> int:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise PolicyError(f"{self.where(dotted)}: expected a whole number of days, got a {_kind(value)} ({value!r})")
+            raise PolicyError(f"{self.where(dotted)}: expected a whole number of days, got a {_kind(value)} ({_show(value)})")
         if not low <= value <= high:
             raise PolicyError(f"{self.where(dotted)}: {value} is out of range; expected {low} to {high}")
         return value
@@ -259,7 +288,7 @@ def _check_source(uri: str, where: str) -> None:
     try:
         parse_source(uri)
     except SourceError as exc:
-        raise PolicyError(f"{where}: {exc}") from None
+        raise PolicyError(f"{where}: {redact(str(exc))}") from None
 
 
 def _check_template(template: str, where: str) -> None:
@@ -268,11 +297,11 @@ def _check_template(template: str, where: str) -> None:
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
-        raise PolicyError(f"{where}: {template!r} is not a valid template ({exc})") from None
+        raise PolicyError(f"{where}: {_show(template)} is not a valid template ({redact(str(exc))})") from None
     for name in names:
         if name not in TEMPLATE_FIELDS:
             fields = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-            raise PolicyError(f"{where}: unknown field {{{name}}} in {template!r}; expected only {fields}")
+            raise PolicyError(f"{where}: unknown field {{{name}}} in {_show(template)}; expected only {fields}")
 
 
 def _check_admin(uri: str | None, where: str) -> None:
@@ -284,6 +313,62 @@ def _check_admin(uri: str | None, where: str) -> None:
             "Name where the admin key lives instead, e.g. \"env://ANTHROPIC_ADMIN_KEY\""
         )
     _check_source(uri, where)
+
+
+_NO_KEYS = (
+    "a policy file must never hold a key value (it is committed and printed in job logs): name "
+    "the source that holds the key instead (e.g. \"vault://secret/apps/chat#api_key\"), and "
+    "treat this key as exposed: rotate it"
+)
+
+
+def _refuse_credentials(text: str, name: str) -> None:
+    """Refuse a key value anywhere in the text, comments included, before anything quotes it.
+
+    Checked on the raw text first so the message can name the line, whatever the setting.
+    """
+    if credential_in(text) is None:  # one linear pass; the per-line search only on a hit
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        label = credential_in(line)
+        if label is not None:
+            raise PolicyError(f"{name}, line {number}: holds the value of {_a(label)}; {_NO_KEYS}")
+    raise PolicyError(f"{name}: holds the value of a key; {_NO_KEYS}")
+
+
+def _refuse_decoded_credentials(reader: _Reader, data: object, dotted: str = "") -> None:
+    """The same on the parsed values: a TOML escape (\\u0073k-ant-...) hides a key from the raw
+    text but not from the setting that receives it."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        path = f"{dotted}[{key}]" if isinstance(key, int) else f"{dotted}.{key}" if dotted else key
+        for text in (key, value):
+            label = credential_in(text) if isinstance(text, str) else None
+            if label is not None:
+                raise PolicyError(f"{reader.where(path)}: holds the value of {_a(label)}; {_NO_KEYS}")
+        _refuse_decoded_credentials(reader, value, path)
+
+
+def _a(label: str) -> str:
+    return f"{'an' if label[:1] in tuple('aeiouAEIOU') else 'a'} {label}"
+
+
+def _check_webhook(url: str, where: str) -> None:
+    """Like keyvault.notify's own check, worded for the policy; never quotes the URL (a
+    Slack-style webhook path is itself a credential)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise PolicyError(f"{where}: not a valid URL; expected https://host/path") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PolicyError(f"{where}: expected an http(s) URL with a host, such as https://hooks.example.com/keyvault")
+    if parts.username or parts.password:
+        raise PolicyError(
+            f"{where}: a webhook URL must not carry credentials; set KEYVAULT_WEBHOOK_SECRET to sign deliveries instead"
+        )
 
 
 def _targets(reader: _Reader, env_name: str, raw: object) -> tuple[Target, ...]:
@@ -305,7 +390,7 @@ def _targets(reader: _Reader, env_name: str, raw: object) -> tuple[Target, ...]:
             if key not in _TARGET_KEYS:
                 near = _closest(key, _TARGET_KEYS)
                 hint = f"; did you mean {near!r}?" if near else f"; expected: {', '.join(sorted(_TARGET_KEYS))}"
-                raise PolicyError(f"{where}: unknown setting {key!r}{hint}")
+                raise PolicyError(f"{where}: unknown setting {_show(key)}{hint}")
         source = item.get("source")
         if not isinstance(source, str) or not source:
             raise PolicyError(f"{where}: missing 'source' (a URI such as \"vault://secret/apps/chat#api_key\")")
@@ -322,13 +407,13 @@ def _targets(reader: _Reader, env_name: str, raw: object) -> tuple[Target, ...]:
         seen[source] = index
         check = item.get("check")
         if check is not None and (not isinstance(check, str) or not check.strip()):
-            raise PolicyError(f"{where}.check: expected a shell command string, got {check!r}")
+            raise PolicyError(f"{where}.check: expected a shell command string, got {_show(check)}")
         timeout = parse_duration(item["check_timeout"], f"{where}.check_timeout") if "check_timeout" in item else DEFAULT_CHECK_TIMEOUT
         if timeout.total_seconds() <= 0:
             raise PolicyError(f"{where}.check_timeout: must be more than 0 seconds")
         check_env = item.get("check_env", DEFAULT_CHECK_ENV)
         if not isinstance(check_env, str) or not _VAR_RE.match(check_env):
-            raise PolicyError(f"{where}.check_env: expected an environment variable name, got {check_env!r}")
+            raise PolicyError(f"{where}.check_env: expected an environment variable name, got {_show(check_env)}")
         targets.append(Target(source, check, timeout, check_env, line))
     return tuple(targets)
 
@@ -336,12 +421,14 @@ def _targets(reader: _Reader, env_name: str, raw: object) -> tuple[Target, ...]:
 def parse_policy(text: str, path: Path | None = None) -> Policy:
     """Parse a policy's text; `path` only names the file in messages."""
     name = str(path) if path else "policy"
+    _refuse_credentials(text, name)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line L, column C)": keep it, put the file first.
-        raise PolicyError(f"{name}: not valid TOML: {exc}") from None
+        raise PolicyError(f"{name}: not valid TOML: {redact(str(exc))}") from None
     reader = _Reader(path, text)
+    _refuse_decoded_credentials(reader, data)
     reader.unknown(data, _TOP_KEYS, "")
     rot = reader.table(data, "rotation", "rotation")
     reader.unknown(rot, _ROTATION_KEYS, "rotation")
@@ -363,7 +450,10 @@ def parse_policy(text: str, path: Path | None = None) -> Policy:
     _check_admin(admin, reader.where("rotation.admin_key"))
     base_url = reader.string(rot, "base_url", "rotation.base_url", None) or None
     if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
-        raise PolicyError(f"{reader.where('rotation.base_url')}: expected an http(s) URL, got {base_url!r}")
+        raise PolicyError(f"{reader.where('rotation.base_url')}: expected an http(s) URL, got {_show(base_url)}")
+    webhook_url = (reader.string(rot, "webhook_url", "rotation.webhook_url", None) or "").strip() or None
+    if webhook_url is not None:
+        _check_webhook(webhook_url, reader.where("rotation.webhook_url"))
 
     envs_raw = reader.table(data, "environments", "environments")
     if not envs_raw:
@@ -375,7 +465,7 @@ def parse_policy(text: str, path: Path | None = None) -> Policy:
     for env_name, env_raw in envs_raw.items():
         dotted = f"environments.{env_name}"
         if not _ENV_NAME_RE.match(env_name):
-            raise PolicyError(f"{reader.where(dotted)}: environment name {env_name!r} must be letters, digits, '_', '.', '-'")
+            raise PolicyError(f"{reader.where(dotted)}: environment name {_show(env_name)} must be letters, digits, '_', '.', '-'")
         if not isinstance(env_raw, dict):
             raise PolicyError(f"{reader.where(dotted)}: expected a table [{dotted}], got a {_kind(env_raw)}")
         reader.unknown(env_raw, _ENV_KEYS, dotted)
@@ -388,7 +478,7 @@ def parse_policy(text: str, path: Path | None = None) -> Policy:
     return Policy(
         path=path, app=app, max_age_days=max_age, warn_days=warn, grace=grace,
         archive_delay=archive_delay, workspace_id=workspace, name_template=template,
-        admin_key=admin, base_url=base_url, environments=environments,
+        admin_key=admin, base_url=base_url, webhook_url=webhook_url, environments=environments,
     )
 
 

@@ -74,12 +74,6 @@ def test_policy_fuzz(text: str) -> None:
     ft.check_policy(text)
 
 
-@pytest.mark.xfail(strict=True, raises=(OverflowError, ValueError), reason=(
-    "bug in keyvault/policy.py parse_duration (not this branch's file), found by bench/fuzz.py: a huge or "
-    "non-finite duration (grace = 86400000000000.0, \"99999999999w\", inf, nan) raises OverflowError or "
-    "ValueError from timedelta instead of PolicyError, so `keyvault rotate` says 'internal error'. Fix: "
-    "refuse non-finite values and anything over a bound (e.g. 3650 days) with a PolicyError naming the "
-    "line. Remove this mark with the fix."))
 @pytest.mark.parametrize("value", ["86400000000000.0", '"99999999999w"', "inf", "nan", "1e300"])
 def test_policy_huge_or_infinite_durations_are_policy_errors(value: str) -> None:
     from keyvault.policy import PolicyError, parse_policy
@@ -89,18 +83,7 @@ def test_policy_huge_or_infinite_durations_are_policy_errors(value: str) -> None
         parse_policy(text)
 
 
-POLICY_ECHO = pytest.mark.xfail(strict=True, reason=(
-    "finding in keyvault/policy.py (not this branch's file): `app` accepts a key value (it then goes into "
-    "the suggested Console key name), and errors for base_url, name_template, check_env, check_timeout or a "
-    "TOML key quote the value, so a key pasted into a policy is echoed "
-    "into the job's log; fix: refuse any value holding keyvault.redact.credential_in, and quote "
-    "redact(...) of values. Remove this mark with the fix."))
-
-
-@pytest.mark.parametrize("slot", [
-    pytest.param(slot, marks=() if slot in ("admin_key", "source", "leading-space-source") else POLICY_ECHO)
-    for slot in ft.POLICY_KEY_SLOTS
-])
+@pytest.mark.parametrize("slot", ft.POLICY_KEY_SLOTS)
 def test_policy_refuses_a_key_without_echoing_it(slot: str) -> None:
     from keyvault.testing.keygen import make_key
 
@@ -313,7 +296,6 @@ def test_long_fuzz(target: str) -> None:
 
 @pytest.mark.slow
 @slow
-@POLICY_ECHO
 @long_run
 @given(ft.keyed_policy_docs())
 def test_long_policy_refuses_keys_without_echo(text: str) -> None:

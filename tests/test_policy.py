@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -126,3 +127,71 @@ def test_negative_and_bool_durations_rejected() -> None:
         parse_duration(-1, "x")
     with pytest.raises(PolicyError, match="expected a duration"):
         parse_duration(True, "x")
+
+
+@pytest.mark.parametrize("value", [10**400, float("inf"), "3651d", "99999999999999999999w", 1e300])
+def test_durations_past_the_bound_are_policy_errors(value: object) -> None:
+    with pytest.raises(PolicyError, match="x: .* is too long; a duration can be at most 3650d"):
+        parse_duration(value, "x")
+    assert parse_duration("3650d", "x") == timedelta(days=3650)
+
+
+def test_nan_duration_is_a_policy_error(tmp_path: Path) -> None:
+    p = write(tmp_path, "[environments.prod]\n[[environments.prod.targets]]\nsource = \"file://s#a\"\ncheck_timeout = nan\n")
+    with pytest.raises(PolicyError, match=r"line 2: environments.prod.targets\[0\].check_timeout: .*got nan"):
+        load_policy(p)
+
+
+def _keyed(template: str) -> tuple[str, str]:
+    from keyvault.testing.keygen import make_key
+
+    key = make_key()
+    return template.replace("KEY", key.reveal()), key.hint
+
+
+@pytest.mark.parametrize(
+    ("template", "where"),
+    [
+        ("[rotation]\napp = \"chat\"\n# the old one was KEY\n[environments.p]\ntargets = [\"file://s#a\"]\n", "line 3: holds"),
+        ("[rotation]\nwebhook_url = \"https://h/KEY\"\n[environments.p]\ntargets = [\"file://s#a\"]\n", "line 2: holds"),
+        ("[rotation]\napp = chat KEY\n", "line 2: holds"),  # not even valid TOML
+    ],
+)
+def test_a_key_anywhere_in_the_file_is_refused_by_line(tmp_path: Path, template: str, where: str) -> None:
+    text, key_hint = _keyed(template)
+    p = write(tmp_path, text)
+    with pytest.raises(PolicyError) as info:
+        load_policy(p)
+    message = str(info.value)
+    assert f"{p}, {where} the value of an API key" in message and "treat this key as exposed" in message
+    assert key_hint[:20] not in message  # not even the hint: the line is enough to find it
+
+
+def test_a_key_hidden_by_a_toml_escape_is_refused_by_setting() -> None:
+    text, _ = _keyed('[environments.p]\napp = "\\u0073KEY"\ntargets = ["file://s#a"]\n')
+    text = text.replace("\\u0073sk-", "\\u0073k-", 1)  # the escape spells the key's first letter
+    with pytest.raises(PolicyError, match=r"^policy, line 2: environments.p.app: holds the value of an API key"):
+        parse_policy(text)
+
+
+def test_errors_built_outside_the_parser_are_redacted_too() -> None:
+    from keyvault.redact import credential_in
+    from keyvault.testing.keygen import make_key
+
+    key = make_key()
+    policy = parse_policy('[environments.a]\ntargets=["file://s#a"]\n')
+    with pytest.raises(PolicyError) as info:
+        policy.environment(key.reveal())  # --env with a pasted key
+    assert credential_in(str(info.value)) is None and key.hint in str(info.value)
+
+
+def test_webhook_url_setting(tmp_path: Path) -> None:
+    base = '[environments.p]\ntargets = ["file://s#a"]\n'
+    assert parse_policy(base).webhook_url is None
+    assert parse_policy('[rotation]\nwebhook_url = " https://hooks.example.com/T/B/x "\n' + base).webhook_url == (
+        "https://hooks.example.com/T/B/x")
+    for url, expected in [("ftp://h/x", "expected an http(s) URL with a host"), ("https:///x", "with a host"),
+                          ("https://u:p@h/secretpath", "must not carry credentials"), ("https://h:99999/x", "not a valid URL")]:
+        with pytest.raises(PolicyError, match=f"line 2: rotation.webhook_url: .*{re.escape(expected)}") as info:
+            parse_policy(f'[rotation]\nwebhook_url = "{url}"\n' + base)
+        assert "secretpath" not in str(info.value)  # a Slack-style URL path is a credential

@@ -180,16 +180,27 @@ def rotate(policy_path: str | None, env_name: str | None, dry_run: bool, resume:
         wait=wait, report=_reporter(fmt), say=_err, confirm=_confirm if interactive else None,
     )
     env = policy.environment(env_name).name
+    # The scheduled jobs (CronJob, systemd, Actions) run this command: without these calls
+    # nobody hears that a key is due, rotated, revoked or that the run failed. A dry run
+    # changes nothing and tells nobody. notify_run never raises.
+    from keyvault.integrations.scheduled import notify_run
+
     try:
         result = run_rotation(policy, options)
-    except KeyvaultError as exc:
-        if fmt == "json":
+    except click.exceptions.Abort:
+        raise  # a person cancelled a prompt: they know, nothing failed
+    except Exception as exc:
+        if not dry_run:
+            notify_run(policy, env, error=exc)
+        if fmt == "json" and isinstance(exc, KeyvaultError):
             _emit_json({"env": env, "phase": "error", "error": str(exc), "exit_code": exc.exit_code})
         raise
     if fmt == "json":
         _emit_json(result.to_dict())
     else:
         click.echo(result.summary)
+    if not dry_run:
+        notify_run(policy, env, result=result)
     sys.exit(result.exit_code)
 
 

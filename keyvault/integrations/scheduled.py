@@ -47,9 +47,10 @@ def load(policy: Policy | str | None) -> Policy:
 
 
 def notifier_for(policy: Policy | None = None, stream: Any = None) -> Notifier:
-    """The environment's webhook settings; a bad URL degrades to stderr-only, never fails."""
+    """The webhook settings: KEYVAULT_WEBHOOK_URL, else the policy's `webhook_url`; a bad URL
+    degrades to stderr-only, never fails."""
     try:
-        return Notifier.from_env(stream=stream)
+        return Notifier.from_env(webhook_url=policy.webhook_url if policy is not None else None, stream=stream)
     except NotifyConfigError as exc:
         fallback = Notifier(stream=stream)
         fallback._print(f"keyvault: warning: {exc}; notifications go to stderr only")

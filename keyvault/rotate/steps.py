@@ -22,6 +22,7 @@ from keyvault.rotate.newkey import KeyInput, obtain, prompt_hidden
 from keyvault.rotate.targets import apply_new, disagreement, read_all, require_writable, roll_back, run_check
 
 if TYPE_CHECKING:
+    from keyvault.anthropic_api import ApiKeyInfo
     from keyvault.rotate.engine import Result, Run
 
 REVOKE_CONFIRM_TRIES = 5
@@ -351,6 +352,7 @@ def grace(run: Run) -> Result | None:
 def revoke(run: Run) -> Result | None:
     state = run.state
     new_fp = state["new_fp"]
+    served: set[str] = set()
     for h in run.items:
         current = h.read()
         if current.secret.fingerprint != new_fp:
@@ -358,6 +360,7 @@ def revoke(run: Run) -> Result | None:
                 f"{h.uri} holds {current.secret.hint}, not the new key {state.get('new_hint')}: the old "
                 "key stays active; put the new key back (or roll back) and run again"
             )
+        served.add(current.secret.hint)
     old = run.recover_old()
     old_hint = state["old_hint"]
     if run.keys.admin is not None:
@@ -366,15 +369,16 @@ def revoke(run: Run) -> Result | None:
             info = run.keys.find(old, None) if old is not None else run.keys.find_by_hint(old_hint, state.get("old_ws"))
             old_id = info.id if info else None
         if old_id:
-            return _revoke_by_api(run, old_id, old)
+            return _revoke_by_api(run, old_id, old, served)
         run.emit("revoke", "the Admin API lists no key with this hint", hint=old_hint)
     return _revoke_by_hand(run, old)
 
 
-def _revoke_by_api(run: Run, old_id: str, old: Secret | None) -> Result | None:
+def _revoke_by_api(run: Run, old_id: str, old: Secret | None, served: set[str]) -> Result | None:
     state = run.state
     started = time.monotonic()
     info = run.keys.get(old_id)
+    _require_replaced_key(run, info, old, served, "deactivate")
     if info.status == "active":
         crash.point("revoke:deactivate")
         info = run.keys.set_status(old_id, "inactive")
@@ -391,6 +395,30 @@ def _revoke_by_api(run: Run, old_id: str, old: Secret | None) -> Result | None:
     run.journal.save(step="archive", old_id=old_id, revoked_at=iso(now),
                      archive_after=iso_deadline(now, run.policy.archive_delay), note=None)
     return None
+
+
+def _require_replaced_key(run: Run, info: ApiKeyInfo, old: Secret | None, served: set[str], action: str) -> None:
+    """Refuse to change the status of a key the rotation did not replace.
+
+    The journal lives in the secret's metadata (tags, labels, a state file), writable by more
+    people than the Admin key is; its `old_id` alone must not pick which key gets deactivated.
+    The Admin API's own `partial_key_hint` for that id must be the replaced key's hint (from its
+    value when a target still has it, else the journal's), and never that of a key the targets
+    serve (read from the targets, not the journal).
+    """
+    expected = old.hint if old is not None else run.state["old_hint"]
+    got = info.partial_key_hint
+    if got is not None and got in served:
+        problem = f"is {got}, the key the targets serve now"
+    elif got != expected:
+        problem = f"is {got or 'a key without a hint'}, not the replaced key {expected}"
+    else:
+        return
+    raise KeyvaultError(
+        f"refusing to {action} {info.id}: the Admin API says this key {problem}. The rotation journal "
+        f"on {run.primary.uri} was edited or the key ids changed; nothing was changed. Check the "
+        f"journal's old_id, or {action} the old key {expected} in the Console and clear the rotation"
+    )
 
 
 def _confirm_refused(run: Run, old: Secret) -> None:
@@ -455,6 +483,15 @@ def archive(run: Run) -> Result | None:
         return run.park("awaiting-archive", f"old key revoked; awaiting archive at {when} (run again after that time)", when)
     started = time.monotonic()
     info = run.keys.get(old_id)
+    old = run.old if run.old is not None and run.old.fingerprint == state.get("old_fp") else None
+    _require_replaced_key(run, info, old, set(), "archive")
+    if info.status == "active":
+        # The revoke step left it inactive: active now means a person turned it back on (an
+        # app still needs it) or old_id names another key. Archiving is final: ask a person.
+        raise KeyvaultError(
+            f"refusing to archive {old_id} ({info.partial_key_hint}): it is active again since the revoke step; "
+            "archiving is final. Deactivate it in the Console if nothing needs it, then run again"
+        )
     if info.status != "archived":
         crash.point("archive:set")
         run.keys.set_status(old_id, "archived")
