@@ -179,14 +179,17 @@ def soak(request: pytest.FixtureRequest, tmp_path: Path, fake: Any, monkeypatch:
         proc = world.cli("rotate", "--policy", str(policy), "--non-interactive", "--format", "json", timeout=120)
         figures.rotation_seconds = time.monotonic() - started
         time.sleep(after)  # past the TTL: every thread must have moved to the new key
-    finally:
         stop.set()
         for t in threads:
             t.join(30)
-    threads.clear()
-    gc.collect()
-    last = tracemalloc.take_snapshot()
-    tracemalloc.stop()
+        hung = [t.name for t in threads if t.is_alive()]
+        threads.clear()  # their SDK clients and connections go with them
+        gc.collect()
+        last = tracemalloc.take_snapshot()
+    finally:
+        stop.set()
+        tracemalloc.stop()
+    assert not hung, f"app threads still running 30 s after the stop: {hung}"
     figures.memory_growth = _held(last) - _held(first)
     if os.environ.get("SOAK_DEBUG"):
         for stat in _app(last).compare_to(_app(first), "lineno")[:10]:
