@@ -393,7 +393,11 @@ class AuditLog:
             if not _FIELD_RE.match(name):
                 raise AuditError(f"audit field name {name!r} is not an identifier")
             clean[name] = _check_value(name, value)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:  # a file where the directory should be, no permission, ...
+            raise AuditError(f"cannot create the audit log's directory {self.path.parent}: "
+                             f"{exc.strerror or type(exc).__name__}") from None
         key = self._resolve_key(create=True)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:

@@ -90,22 +90,40 @@ def _kill_mid_write(uri: str, env: dict[str, str] | None = None) -> int:
     return proc.returncode
 
 
+GITIGNORE = ".env\n.env.*\n"  # the usual rules for dotenv files
+
+
 def _holding_the_canary(directory: Path, allowed: set[str]) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.is_file() and p.name not in allowed
                   and find_leak(p.read_bytes()) is not None)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding in keyvault/backends/localfs.py (not this branch's file): a writer killed after writing "
-    "its temp file and before the rename leaves '..env.keyvault-tmp' holding the new key until the next "
-    "write; `.env` and `.env.*` in .gitignore do not match that name, so `git add .` commits it. Fix: "
-    "name the temp file so the usual ignore rules match it (e.g. '.env.keyvault-tmp'), or register "
-    "cleanup on every read path too. Remove this mark with the fix."))
-def test_kill_9_mid_write_leaves_no_key_outside_the_env_file(tmp_path: Path) -> None:
-    path = _dotenv(tmp_path / "project")
+def test_kill_9_mid_write_leftover_is_ignored_by_git_private_and_removed_by_the_next_write(tmp_path: Path) -> None:
+    """A temp-then-rename writer killed before the rename leaves its temp file (it held the new
+    key for a moment by design). What matters: the usual ignore rules for .env keep it out of
+    git, only its owner can read it, and the next write removes it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", str(project)], check=True, timeout=30)
+    (project / ".gitignore").write_text(GITIGNORE)
+    path = _dotenv(project)
     assert _kill_mid_write(f"dotenv://{path}#ANTHROPIC_API_KEY") == -9
     assert path.read_text() == f"DEBUG=1\nANTHROPIC_API_KEY={OLD.reveal()}\n", "the .env itself is untouched"
-    assert _holding_the_canary(path.parent, {".env"}) == []
+    leftovers = sorted(p.name for p in project.iterdir() if p.is_file() and p.name not in (".env", ".gitignore"))
+    holding = _holding_the_canary(project, {".env"})
+    assert holding, "the kill came after the temp file was written: the premise of this test"
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *leftovers], cwd=project, capture_output=True,
+                             text=True, timeout=30)
+    assert sorted(ignored.stdout.split()) == leftovers, f"not ignored by .env / .env.*: {leftovers}"
+    for name in holding:
+        assert stat.S_IMODE((project / name).stat().st_mode) == 0o600, name
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True, timeout=30)
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=project, capture_output=True, text=True,
+                            timeout=30).stdout.split()
+    assert staged == [".gitignore"]
+    open_backend(f"dotenv://{path}#ANTHROPIC_API_KEY").stage(OLD)
+    assert _holding_the_canary(project, {".env"}) == [], "the next write removed the leftover"
 
 
 def test_kill_9_mid_write_leftover_is_removed_by_the_next_write(tmp_path: Path) -> None:
@@ -116,3 +134,66 @@ def test_kill_9_mid_write_leftover_is_removed_by_the_next_write(tmp_path: Path) 
     assert _holding_the_canary(path.parent, set()) == [".env"]
     leftovers = [p.name for p in path.parent.iterdir() if "tmp" in p.name]
     assert leftovers == []
+
+
+# the encrypted file store: the same guards on its one file
+
+PASSPHRASE = "file safety tests (not a secret)"
+
+
+def _store(monkeypatch: pytest.MonkeyPatch, path: Path) -> str:
+    monkeypatch.setenv("KEYVAULT_PASSPHRASE", PASSPHRASE)
+    uri = f"file://{path}#prod"
+    backend = open_backend(uri)
+    backend.stage(OLD)
+    backend.promote("")
+    return uri
+
+
+def test_file_store_refuses_a_symlink_pointing_outside_its_directory(tmp_path: Path, monkeypatch) -> None:
+    real = tmp_path / "elsewhere" / "store.json"
+    real.parent.mkdir()
+    _store(monkeypatch, real)
+    before = real.read_bytes()
+    configured = tmp_path / "config" / "store.json"
+    configured.parent.mkdir()
+    configured.symlink_to(real)
+    backend = open_backend(f"file://{configured}#prod")
+    assert backend.read().secret == OLD  # reading through it is fine; writing is not
+    with pytest.raises(PermissionDeniedError, match="points outside") as info:
+        backend.stage(CANARY)
+    assert find_leak(str(info.value)) is None
+    assert real.read_bytes() == before and configured.is_symlink()
+    assert _holding_the_canary(real.parent, set()) == [] and _holding_the_canary(configured.parent, set()) == []
+
+
+def test_file_store_follows_a_symlink_inside_its_directory_and_keeps_it(tmp_path: Path, monkeypatch) -> None:
+    real = tmp_path / "config" / "stores" / "store.json"
+    real.parent.mkdir(parents=True)
+    _store(monkeypatch, real)
+    configured = tmp_path / "config" / "store.json"
+    configured.symlink_to(real)
+    open_backend(f"file://{configured}#prod").stage(CANARY)
+    assert configured.is_symlink()
+    assert open_backend(f"file://{real}#prod").read_pending().secret == CANARY
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_file_store_refuses_a_store_owned_by_another_user(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "store.json"
+    uri = _store(monkeypatch, path)
+    os.chown(path, 65534, 65534)
+    before = path.read_bytes()
+    with pytest.raises(PermissionDeniedError, match="owned by uid 65534") as info:
+        open_backend(uri).stage(CANARY)
+    assert find_leak(str(info.value)) is None
+    assert path.read_bytes() == before and path.stat().st_uid == 65534
+
+
+def test_file_store_writes_leave_mode_0600(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "store.json"
+    uri = _store(monkeypatch, path)
+    path.chmod(0o644)
+    open_backend(uri).stage(CANARY)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

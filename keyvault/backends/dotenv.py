@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from keyvault.backends import Source, Version, VersionInfo
 from keyvault.backends.env import DEFAULT_VAR, value_version
-from keyvault.backends.localfs import atomic_write, check_state, check_writable, exclusive_lock
+from keyvault.backends.localfs import atomic_write, check_state, check_writable, exclusive_lock, follow_link_within
 from keyvault.errors import BackendError, ConflictError, NotFoundError, PermissionDeniedError, SourceError
 from keyvault.keys import Secret
 from keyvault.redact import redact
@@ -247,16 +247,10 @@ class DotenvBackend:
         file a symlink points to."""
         path = self.path
         if path.is_symlink():
-            real = Path(os.path.realpath(path))
             top = self._git(path.parent, "rev-parse", "--show-toplevel")
             project = Path(top.stdout.strip()) if top is not None and top.returncode == 0 else path.parent
-            project = Path(os.path.realpath(project))
-            if real != project and project not in real.parents:
-                raise PermissionDeniedError(
-                    f"{self.source}: refusing to write through the symlink {path}: it points outside "
-                    f"the project ({project}); write the file it points to directly, or replace the link"
-                )
-            path = real
+            path = follow_link_within(path, project, what=str(self.source), tree="the project",
+                                      fix="write the file it points to directly, or replace the link")
         for candidate in {self.path, path}:
             if candidate.exists() and self._tracked(candidate):
                 raise BackendError(

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from keyvault.backends import Source, Version, VersionInfo
-from keyvault.backends.localfs import atomic_write, check_state, check_writable, exclusive_lock
+from keyvault.backends.localfs import atomic_write, check_state, check_writable, exclusive_lock, follow_link_within
 from keyvault.errors import BackendError, ConflictError, NotFoundError, PermissionDeniedError, SourceError
 from keyvault.keys import Secret
 
@@ -261,7 +261,12 @@ class FileBackend:
         return record
 
     def _write(self, doc: dict[str, Any]) -> None:
-        target = Path(os.path.realpath(self.path))
+        # a link to a store elsewhere in the store's own directory tree is followed; one out of it
+        # (another user's home, a shared mount) is refused, as is a store owned by someone else
+        target = follow_link_within(self.path, self.path.parent, what=str(self.source),
+                                    tree="the store's directory",
+                                    fix="keep the store in that directory, or name the real path in the source")
+        target = Path(os.path.realpath(target))
         check_writable(target, what=str(self.source))
         body = json.dumps(doc, indent=1, sort_keys=True) + "\n"
         atomic_write(target, body.encode("utf-8"), what=str(self.source))

@@ -10,6 +10,9 @@
   a bounded time and then says who to look for, instead of hanging.
 - `check_writable`: refuse to rewrite a file owned by another user (the rename would change
   its owner and mode behind their back).
+- `follow_link_within`: a symlink is followed only to a file inside a given tree (the project
+  for .env, the store's own directory for the file store); one pointing elsewhere is refused,
+  since writing through it would put a key wherever the link's author chose.
 """
 
 from __future__ import annotations
@@ -127,6 +130,21 @@ def check_writable(path: Path, *, what: str) -> None:
             f"{what}: refusing to rewrite {path}: it is owned by uid {st.st_uid}, not by you "
             f"(uid {geteuid()}); the rewrite would take it over. Run as its owner."
         )
+
+
+def follow_link_within(path: Path, root: Path, *, what: str, tree: str, fix: str) -> Path:
+    """The file a write through `path` replaces: `path`, or the file its symlink points to when
+    that lies inside `root` (`tree` names it in the error: "the project"); a link pointing
+    outside `root` is refused (`fix` says what to do instead)."""
+    if not path.is_symlink():
+        return path
+    real = Path(os.path.realpath(path))
+    top = Path(os.path.realpath(root))
+    if real != top and top not in real.parents:
+        raise PermissionDeniedError(
+            f"{what}: refusing to write through the symlink {path}: it points outside {tree} ({top}); {fix}"
+        )
+    return real
 
 
 _KEY_LIKE = re.compile(r"sk-ant-[a-z]{2,10}[0-9]{2}-[A-Za-z0-9_-]{40,}")

@@ -8,12 +8,19 @@ such a journal, or loses the race to write it, stops with `RotationInProgress` (
 changes nothing. A rotator that died (kill -9, a lost container) is recognised by its expired
 lease, or at once when it ran on this host and its pid is gone, and the next run takes over.
 
+Every change of step or phase is also appended to the audit log (`keyvault.audit`) when
+`KEYVAULT_AUDIT_LOG` names one, as `rotate.journal.<step>` with the environment, the rotation
+id, the phase and the old and new keys' fingerprints, hints and ids: what the journal holds,
+never a value. The engine's own `rotate.<step>` records say what each step did; these say
+where the rotation stood, written only after the journal write succeeded.
+
 Values stay within letters, digits and `_ . : / = + @ -` and under 256 characters so every
 backend can keep them as tags, labels or custom metadata.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -36,6 +43,8 @@ ROLLED_BACK = "rolled-back"
 ABORTED = "aborted"
 TERMINAL = (DONE, ROLLED_BACK, ABORTED)
 LEASE = timedelta(minutes=10)
+# journal fields an audit record of a transition carries (all short non-secret strings)
+AUDITED = ("rotation", "env", "phase", "note", "old_fp", "old_hint", "old_id", "new_fp", "new_hint", "new_id")
 
 
 def utcnow() -> datetime:
@@ -122,6 +131,7 @@ class Journal:
         self.me = Owner.me()
         self.state: dict[str, str] | None = None
         self.token: str | None = None
+        self._audit_failed = False
 
     # -- reading -------------------------------------------------------------------------
     def load(self) -> dict[str, str] | None:
@@ -201,7 +211,31 @@ class Journal:
             self.token = self.backend.write_state(new, self.token)
         except ConflictError:
             raise lost() from None
-        self.state = new
+        before, self.state = self.state, new
+        self._audit(before, new)
+
+    def _audit(self, before: dict[str, str] | None, after: dict[str, str]) -> None:
+        """Record a change of step or phase in the audit log, when one is configured.
+
+        The journal write already happened: a log that cannot be written must not strand the
+        targets between keys, so the failure is logged once and the rotation goes on."""
+        if not os.environ.get("KEYVAULT_AUDIT_LOG") or self._audit_failed:
+            return
+        before = before or {}
+        step, phase = after.get("step") or "plan", after.get("phase") or RUNNING
+        if before.get("step") == after.get("step") and before.get("phase") == after.get("phase"):
+            return
+        from keyvault.audit import AuditLog
+
+        fields = {name: after[name] for name in AUDITED if after.get(name)}
+        if before.get("step") and before.get("step") != step:
+            fields["previous_step"] = before["step"]
+        fields.update(step=step, phase=phase, primary=str(self.backend.source))
+        try:
+            AuditLog().append(f"rotate.journal.{step}", **fields)
+        except (KeyvaultError, OSError) as exc:
+            self._audit_failed = True
+            logging.getLogger("keyvault").warning("keyvault: audit log not written (%s); the rotation continues", exc)
 
     def _lost_race(self) -> KeyvaultError:
         state = self.load()
