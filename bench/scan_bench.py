@@ -28,6 +28,7 @@ Writes bench/out/scan-<time>.json and bench/out/scan-latest.{json,md}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,20 +84,30 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str], stdout_path: Path 
         else:
             tfile = None
             cmd = [PY, "-c", RUSAGE_RUNNER, out_target, str(err), *argv]
-        t0 = time.perf_counter()
-        timed_out = False
+        # Wait with a blocking waitpid and a watchdog thread for the time limit: Popen's own
+        # timeout polls with sleeps of up to 50 ms, which would quantise every wall time.
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+
         with open(out_target, "wb") as out, open(err, "wb") as errf:
+            t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out if tfile else subprocess.PIPE,
                                     stderr=errf if tfile else subprocess.DEVNULL, start_new_session=True)
+            watchdog = threading.Timer(timeout, kill)
+            watchdog.start()
             try:
-                stdout_data, _ = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
                 stdout_data, _ = proc.communicate()
-                timed_out = True
             except BaseException:  # interrupted: take the tool's whole process group down too
-                os.killpg(proc.pid, 9)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
                 raise
+            finally:
+                watchdog.cancel()
+            timed_out = fired.is_set()
         wall = time.perf_counter() - t0
         if timed_out:
             return Run(wall, 0.0, 0.0, 0.0, -9, True)
