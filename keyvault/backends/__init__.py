@@ -160,6 +160,16 @@ class ReadOnlyBackend:
         return None, None
 
 
+def check_params(source: Source, allowed: frozenset[str] | set[str]) -> None:
+    """Refuse query parameters a backend does not know, naming the ones it takes."""
+    unknown = set(source.params) - set(allowed)
+    if unknown:
+        takes = ", ".join(f"{p}=" for p in sorted(allowed))
+        raise SourceError(
+            f"source {source}: unknown parameter {', '.join(sorted(unknown))}; {source.scheme}:// takes {takes}"
+        )
+
+
 def parse_source(uri: str) -> Source:
     """Split `scheme://location?k=v&k2=v2#field`; errors say what was expected."""
     if not isinstance(uri, str) or "://" not in uri:

@@ -30,7 +30,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from keyvault.backends import Source, Version, VersionInfo
+from keyvault.backends import Source, Version, VersionInfo, check_params
 from keyvault.backends import _fields
 from keyvault.backends.localfs import check_state
 from keyvault.errors import (
@@ -83,12 +83,7 @@ class AwsSecretsManagerBackend:
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        unknown = set(source.params) - _PARAMS
-        if unknown:
-            raise SourceError(
-                f"source {source}: unknown parameter {', '.join(sorted(unknown))}; "
-                "aws-sm:// takes region=, profile=, endpoint="
-            )
+        check_params(source, _PARAMS)
         self.name = source.location
         if not self.name:
             raise SourceError(f"source {source}: no secret name; expected aws-sm://NAME[#field]")

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from keyvault._crc32c import crc32c
-from keyvault.backends import Source, Version, VersionInfo
+from keyvault.backends import Source, Version, VersionInfo, check_params
 from keyvault.backends import _fields
 from keyvault.backends.localfs import check_state
 from keyvault.errors import (
@@ -94,12 +94,7 @@ class GcpSecretManagerBackend:
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        unknown = set(source.params) - _PARAMS
-        if unknown:
-            raise SourceError(
-                f"source {source}: unknown parameter {', '.join(sorted(unknown))}; gcp-sm:// takes "
-                "alias=, endpoint=, transport=, timeout="
-            )
+        check_params(source, _PARAMS)
         match = _NAME.fullmatch(source.location.strip("/"))
         if not match:
             raise SourceError(

@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from keyvault.backends import Source, Version, VersionInfo
+from keyvault.backends import Source, Version, VersionInfo, check_params
 from keyvault.backends.localfs import check_state
 from keyvault.errors import (
     BackendError,
@@ -76,12 +76,7 @@ class VaultBackend:
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        unknown = set(source.params) - _PARAMS
-        if unknown:
-            raise SourceError(
-                f"source {source}: unknown parameter {', '.join(sorted(unknown))}; vault:// takes "
-                + ", ".join(f"{p}=" for p in sorted(_PARAMS))
-            )
+        check_params(source, _PARAMS)
         location = source.location.strip("/")
         mount = source.params.get("mount", "").strip("/")
         if mount:
