@@ -185,12 +185,11 @@ def _trim(text: str) -> tuple[str, list[str]]:
         notes.append("a Windows line ending (CR)")
     stripped = text.strip()
     if stripped != text:
-        if text.rstrip("\r\n") != text and text.strip(" \t") != text.strip():
-            notes.append("surrounding whitespace and a newline")
-        elif text.rstrip("\r\n") != text or text.lstrip("\r\n") != text:
-            notes.append("a newline")
-        else:
-            notes.append("surrounding whitespace")
+        ends = text[: len(text) - len(text.lstrip())] + text[len(text.rstrip()):]
+        newline = any(c in "\r\n" for c in ends)
+        spaces = any(c not in "\r\n" for c in ends)
+        notes.append({(True, True): "surrounding whitespace and a newline", (True, False): "a newline",
+                      (False, True): "surrounding whitespace"}[(newline, spaces)])
         text = stripped
     m = re.match(r"(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*", text)
     if m and not text.startswith("sk-"):
