@@ -47,6 +47,11 @@ def list_files(paths: list[str], use_gitignore: bool, notes: list[str],
                 yield path, True
             continue
         listed = _git_listing(arg, notes) if use_gitignore else None
+        if listed == [] and _ignored_by_git(arg):
+            # the user named a directory that an enclosing repository ignores: scanning nothing
+            # and reporting "clean" would be a silent pass
+            notes.append(f"{arg}: ignored by git, scanned whole because it was named")
+            listed = None
         if listed is None:
             listed = _walk(arg, notes)
         for rel in listed:
@@ -54,6 +59,11 @@ def list_files(paths: list[str], use_gitignore: bool, notes: list[str],
             if path not in seen:
                 seen.add(path)
                 yield path, False
+
+
+def _ignored_by_git(directory: str) -> bool:
+    code = gitio.run(["check-ignore", "-q", "."], cwd=directory, check=False)[0]
+    return code == 0
 
 
 def _git_listing(directory: str, notes: list[str]) -> list[str] | None:
