@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keyvault.backends.localfs import fsync_dir
 from keyvault.errors import KeyvaultError
 from keyvault.keys import Secret
 from keyvault.redact import credential_in
@@ -239,7 +240,7 @@ def _create_key_file(path: Path) -> bytes:
         pass
     finally:
         os.unlink(tmp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return _read_key_file(path)
 
 
@@ -252,18 +253,6 @@ def _key_from_env() -> bytes | None:
         raise AuditError(f"{KEY_ENV} is {len(raw)} bytes; use at least {MIN_KEY_BYTES} (e.g. 64 hex digits)")
     return raw
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- the log --------------------------------------------------------------------------------
@@ -461,7 +450,7 @@ class AuditLog:
             raise AuditError(f"short write to the audit log {self.path} ({written} of {len(line)} bytes)")
         os.fsync(fd)
         if size == 0:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         self._write_head(key, record["seq"], record["mac"])
         return record
 

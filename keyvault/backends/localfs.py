@@ -38,7 +38,7 @@ def lock_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.keyvault-lock")
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:  # e.g. Windows cannot open a directory; the rename is still atomic there
@@ -78,7 +78,7 @@ def atomic_write(path: Path, data: bytes, *, what: str) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         try:
             tmp.unlink()
